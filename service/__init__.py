@@ -1,0 +1,1 @@
+"""FastAPI service that serves exported autoencoders through ONNX Runtime (never imports torch)."""

@@ -1,0 +1,1 @@
+"""Bytes <-> arrays for each kind of input; they raise typed errors from `service.errors`."""

@@ -1,0 +1,89 @@
+"""Sequences <-> arrays: validation of a JSON batch, normalisation, padding.
+
+Training imports `normalize`/`denormalize` from here so a model sees exactly the same scaling at
+training time and behind the HTTP API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from service.errors import InvalidInputError
+from service.manifest import SequenceInputSpec, SequenceNormalization
+
+
+def normalize(series: np.ndarray, spec: SequenceNormalization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale one (T, F) series; returns (scaled, mean, std) so the caller can undo it."""
+    features = series.shape[-1]
+    if spec.kind == "per_series":
+        mean = series.mean(axis=0)
+        std = np.maximum(series.std(axis=0), spec.epsilon)
+    elif spec.kind == "dataset":
+        assert spec.mean is not None and spec.std is not None
+        mean = np.asarray(spec.mean, dtype=np.float64)
+        std = np.maximum(np.asarray(spec.std, dtype=np.float64), spec.epsilon)
+    else:
+        mean, std = np.zeros(features), np.ones(features)
+    scaled = ((series - mean) / std).astype(np.float32)
+    return scaled, mean.astype(np.float32), std.astype(np.float32)
+
+
+def denormalize(scaled: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Undo `normalize` for a (T, F) series."""
+    return (scaled * std + mean).astype(np.float32)
+
+
+def pad_batch(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (T_i, F) series into zero-padded (B, max T, F) plus int64 lengths (B,)."""
+    lengths = np.array([len(s) for s in series], dtype=np.int64)
+    batch = np.zeros((len(series), int(lengths.max()), series[0].shape[1]), dtype=np.float32)
+    for row, item in zip(batch, series, strict=True):
+        row[: len(item)] = item
+    return batch, lengths
+
+
+def _as_series(index: int, raw: Any, features: int) -> np.ndarray:
+    """One series from JSON: a list of numbers (univariate) or of feature vectors."""
+    where = f"sequences[{index}]"
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInputError(f"{where} must be a non-empty list")
+    if all(_is_number(v) for v in raw):
+        rows = [[v] for v in raw]
+    elif all(isinstance(v, list) for v in raw):
+        rows = raw
+        widths = {len(v) for v in rows}
+        if len(widths) != 1:
+            raise InvalidInputError(f"{where} is ragged: its steps have {sorted(widths)} features")
+        if not all(_is_number(x) for v in rows for x in v):
+            raise InvalidInputError(f"{where} holds a value that is not a number")
+    else:
+        raise InvalidInputError(f"{where} must hold only numbers, or only lists of numbers")
+    array = np.asarray(rows, dtype=np.float64)
+    if array.shape[1] != features:
+        raise InvalidInputError(f"{where} has {array.shape[1]} features; this model expects {features}")
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"{where} holds NaN or Inf")
+    return array
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass in Python; true/false are not measurements.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_sequences(raw: Any, spec: SequenceInputSpec, max_batch: int) -> list[np.ndarray]:
+    """Validate a JSON batch of series against the model's input spec; raise InvalidInputError."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInputError("`sequences` must be a non-empty list of series")
+    if len(raw) > max_batch:
+        raise InvalidInputError(f"batch of {len(raw)} series exceeds the limit of {max_batch}")
+    series = [_as_series(i, item, spec.features) for i, item in enumerate(raw)]
+    for i, item in enumerate(series):
+        if not spec.min_length <= len(item) <= spec.max_length:
+            raise InvalidInputError(
+                f"sequences[{i}] has {len(item)} steps; this model accepts "
+                f"{spec.min_length} to {spec.max_length}"
+            )
+    return series

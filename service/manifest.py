@@ -1,0 +1,162 @@
+"""The `model.json` schema: what training writes and the service reads.
+
+The manifest is the only contract between the two packages. Training fills it in at export
+time; the service validates it (and the sha256 of each graph) before it loads anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MANIFEST_FILE = "model.json"
+SCHEMA_VERSION = 1
+
+Task = Literal["compress", "denoise", "embed", "reconstruct"]
+Operation = Literal["encode", "decode", "reconstruct"]
+GraphRole = Literal["encoder", "decoder", "autoencoder"]
+
+# Which graph each operation runs; an operation is offered only when its graph was exported.
+GRAPH_FOR_OPERATION: dict[str, str] = {
+    "encode": "encoder",
+    "decode": "decoder",
+    "reconstruct": "autoencoder",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One graph input or output; symbolic axes are strings (`batch`, `height`, `time`)."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+
+class GraphSpec(_Strict):
+    """One exported ONNX file and its verified interface."""
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class ImageInputSpec(_Strict):
+    """Images enter as float32 NCHW in `value_range`, padded to `stride_multiple`."""
+
+    kind: Literal["image"] = "image"
+    channels: Literal[1, 3]
+    dtype: Literal["float32"] = "float32"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    normalization: Literal["none"] = "none"
+    stride_multiple: int = Field(ge=1)
+    # A dense bottleneck fixes the spatial size; other sizes are refused, never resized.
+    fixed_size: tuple[int, int] | None = None
+    max_pixels: int | None = Field(default=None, ge=1)
+
+
+class SequenceNormalization(_Strict):
+    """How raw series values are scaled before the graph sees them (and undone after)."""
+
+    kind: Literal["none", "per_series", "dataset"]
+    # Per feature; used only when kind == "dataset".
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    # Floor for standard deviations so a flat series does not divide by zero.
+    epsilon: float = 1e-8
+
+    @model_validator(mode="after")
+    def _dataset_stats_present(self) -> SequenceNormalization:
+        if self.kind == "dataset" and (self.mean is None or self.std is None):
+            raise ValueError("dataset normalization needs mean and std")
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise ValueError("mean and std must have one value per feature")
+        return self
+
+
+class SequenceInputSpec(_Strict):
+    """Sequences enter as float32 (batch, time, features) plus int64 lengths."""
+
+    kind: Literal["sequence"] = "sequence"
+    features: int = Field(ge=1)
+    dtype: Literal["float32"] = "float32"
+    normalization: SequenceNormalization
+    min_length: int = Field(default=1, ge=1)
+    max_length: int = Field(default=4096, ge=1)
+
+
+InputSpec = Annotated[ImageInputSpec | SequenceInputSpec, Field(discriminator="kind")]
+
+
+class LatentSpec(_Strict):
+    """Shape of the latent without the batch axis.
+
+    `vector`: `shape == [size]`. `spatial`: `shape == [channels, "height/f", "width/f"]` where
+    `downsample` is f (or fixed integers when the input size is fixed).
+    """
+
+    kind: Literal["vector", "spatial"]
+    shape: list[int | str]
+    dtype: Literal["float32"] = "float32"
+    downsample: int | None = None
+
+
+class TrainingRecord(_Strict):
+    """Where the weights came from, so a model card can be checked against it."""
+
+    data: str
+    steps: int
+    wall_time_s: float
+    device: str
+    final_validation: dict[str, float]
+    config: dict[str, object]
+
+
+class Manifest(_Strict):
+    """The full `model.json`."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: int = Field(ge=1)
+    family: str
+    task: Task
+    input: InputSpec
+    latent: LatentSpec
+    graphs: dict[GraphRole, GraphSpec]
+    opset: int
+    torch_version: str
+    parity_max_abs_diff: float
+    training: TrainingRecord
+    created: str
+
+    @model_validator(mode="after")
+    def _has_a_graph(self) -> Manifest:
+        if not self.graphs:
+            raise ValueError("a manifest needs at least one graph")
+        return self
+
+    @property
+    def operations(self) -> list[str]:
+        """Operations this model supports, derived from the graphs it ships."""
+        return [op for op, role in GRAPH_FOR_OPERATION.items() if role in self.graphs]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large graphs do not sit in memory twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """Read and validate `folder/model.json` (raises pydantic.ValidationError or OSError)."""
+    return Manifest.model_validate_json((folder / MANIFEST_FILE).read_bytes())

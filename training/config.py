@@ -1,0 +1,144 @@
+"""Typed configs for a training run, loaded from TOML and overridden by `--set` flags.
+
+A run config has three sections: `[model]` (its `family` picks the model config class from the
+registry), `[data]` and `[optim]`. Every value has a default so a config file only states what
+differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from training.registry import model_config_class
+
+
+@dataclass
+class ImageDataConfig:
+    """Image folders, random crops and flips, optional input-only Gaussian noise."""
+
+    kind: Literal["image"] = "image"
+    path: str = "../shared/datasets/images/bsds400"
+    channels: Literal[1, 3] = 3
+    crop_size: int = 64
+    # Every `val_every`-th file by sorted name is held out: a fixed split that does not depend on seeds.
+    val_every: int = 10
+    # Noise sigma range in 0..255 units, added to the input only (denoising); (0, 0) disables it.
+    noise_sigma: tuple[float, float] = (0.0, 0.0)
+    val_crops_per_image: int = 2
+
+
+@dataclass
+class SequenceDataConfig:
+    """Sequence files (UCR text, CSV, NPY, JSON Lines), normalisation and a seeded split."""
+
+    kind: Literal["sequence"] = "sequence"
+    path: str = "../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt"
+    format: Literal["auto", "ucr", "csv", "npy", "jsonl"] = "auto"
+    normalization: Literal["none", "per_series", "dataset"] = "per_series"
+    # Keep only these labels (e.g. [1] for normal beats when training an anomaly model).
+    classes: list[int] | None = None
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    # Random contiguous windows of at least this length during training teach variable lengths.
+    crop_min_length: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation, schedule, logging and checkpoint cadence."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    # Cosine decay to lr * min_lr_ratio over `steps`.
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    val_every: int = 200
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    """A whole training run."""
+
+    model: Any
+    data: ImageDataConfig | SequenceDataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (family included) for checkpoints, manifests and `config.json`."""
+        return {
+            "model": {"family": family_of(self.model), **dataclasses.asdict(self.model)},
+            "data": dataclasses.asdict(self.data),
+            "optim": dataclasses.asdict(self.optim),
+        }
+
+
+def family_of(model_config: Any) -> str:
+    """Registry name of a model config (each config class declares its `family`)."""
+    return str(model_config.family)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    typed = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            value = values[f.name]
+            # TOML and JSON give lists; configs declare tuples for fixed-length pairs.
+            typed[f.name] = tuple(value) if isinstance(value, list) and "tuple" in str(f.type) else value
+    return cls(**typed)
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig from nested dicts, rejecting unknown keys (typos must not pass silently)."""
+    unknown = sorted(set(raw) - {"model", "data", "optim"})
+    if unknown:
+        raise ValueError(f"unknown config sections: {', '.join(unknown)}")
+    model_raw = dict(raw.get("model", {}))
+    family = model_raw.pop("family", None)
+    if family is None:
+        raise ValueError("config [model] needs a `family` (e.g. 'conv' or 'recurrent')")
+    model = _build(model_config_class(family), model_raw)
+    data_raw = dict(raw.get("data", {}))
+    data_cls = SequenceDataConfig if data_raw.get("kind", model.data_kind) == "sequence" else ImageDataConfig
+    data_raw.setdefault("kind", data_cls.kind)
+    data = _build(data_cls, data_raw)
+    optim = _build(OptimConfig, dict(raw.get("optim", {})))
+    return RunConfig(model=model, data=data, optim=optim)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value`; the value is JSON when it parses, else a plain string."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not of the form section.key=value")
+    dotted, _, value_text = text.partition("=")
+    keys = dotted.strip().split(".")
+    if len(keys) != 2:
+        raise ValueError(f"override {text!r}: expected section.key (e.g. optim.steps=100)")
+    try:
+        value = json.loads(value_text)
+    except json.JSONDecodeError:
+        value = value_text
+    return keys, value
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config (or start empty) and apply `section.key=value` overrides."""
+    raw: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
+    for text in overrides or []:
+        (section, key), value = parse_override(text)
+        raw.setdefault(section, {})[key] = value
+    return config_from_dict(raw)

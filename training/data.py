@@ -1,0 +1,242 @@
+"""Datasets: image folders and sequence files, each with a fixed validation split.
+
+Every dataset item is a dict: images give `input` and `target` (equal unless noise is added to
+the input for denoising); sequences give `input` (T, F). `collate` pads sequences and adds
+`lengths`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from service.codecs.sequence import normalize
+from service.manifest import SequenceNormalization
+from training.config import ImageDataConfig, SequenceDataConfig
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under a folder (recursively), sorted by name so splits are reproducible."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return files
+
+
+def split_files(files: list[Path], val_every: int) -> tuple[list[Path], list[Path]]:
+    """Every `val_every`-th file (by sorted name) is validation; the rest is training."""
+    val = files[::val_every]
+    held = set(val)
+    return [f for f in files if f not in held], val
+
+
+def load_image(path: Path, channels: int) -> np.ndarray:
+    """uint8 (C, H, W) with EXIF orientation applied."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
+        array = np.asarray(img, dtype=np.uint8)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
+
+
+class ImageFolderDataset(Dataset[dict[str, Tensor]]):
+    """Random crops and flips for training; fixed seeded crops for validation."""
+
+    def __init__(self, files: list[Path], config: ImageDataConfig, train: bool, seed: int = 0) -> None:
+        self.images = [load_image(f, config.channels) for f in files]
+        self.config = config
+        self.train = train
+        self.seed = seed
+        self.items = len(self.images) * (1 if train else config.val_crops_per_image)
+
+    def __len__(self) -> int:
+        return self.items
+
+    def _crop(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        size = self.config.crop_size
+        _, h, w = image.shape
+        if h < size or w < size:
+            raise ValueError(f"image of {h}x{w} is smaller than crop_size {size}")
+        top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        crop = image[:, top : top + size, left : left + size]
+        if self.train and rng.random() < 0.5:
+            crop = crop[:, :, ::-1]
+        if self.train and rng.random() < 0.5:
+            crop = crop[:, ::-1, :]
+        return np.ascontiguousarray(crop)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        # Validation items are a pure function of (seed, index): the same crops and noise every time.
+        rng = np.random.default_rng() if self.train else np.random.default_rng((self.seed, index))
+        image = self.images[index % len(self.images)]
+        target = torch.from_numpy(self._crop(image, rng)).float() / 255.0
+        low, high = self.config.noise_sigma
+        if high <= 0:
+            return {"input": target, "target": target}
+        sigma = rng.uniform(low, high) / 255.0
+        noise = torch.from_numpy(rng.standard_normal(target.shape).astype(np.float32)) * sigma
+        return {"input": target + noise, "target": target}
+
+
+# ---------------------------------------------------------------- sequences
+
+
+@dataclass
+class SequenceSet:
+    """Series of shape (T_i, F) with optional integer labels."""
+
+    series: list[np.ndarray]
+    labels: list[int] | None
+
+
+def _trim_nan(values: np.ndarray) -> np.ndarray:
+    # Variable-length UCR and NPY files pad short series with trailing NaN.
+    valid = ~np.isnan(values).reshape(len(values), -1).any(axis=1)
+    end = len(valid) - int(np.argmax(valid[::-1])) if valid.any() else 0
+    return values[:end]
+
+
+def _split_row(line: str) -> list[float]:
+    return [float(v) for v in line.replace(",", " ").split()]
+
+
+def _read_ucr(path: Path) -> SequenceSet:
+    rows = [_split_row(line) for line in path.read_text().splitlines() if line.strip()]
+    labels = [round(r[0]) for r in rows]
+    return SequenceSet([_trim_nan(np.asarray(r[1:])[:, None]) for r in rows], labels)
+
+
+def _read_csv(path: Path) -> SequenceSet:
+    rows = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        try:
+            rows.append([float(c) if c else float("nan") for c in cells])
+        except ValueError:
+            continue  # a header row
+    return SequenceSet([_trim_nan(np.asarray(r)[:, None]) for r in rows], None)
+
+
+def _read_npy(path: Path) -> SequenceSet:
+    array = np.load(path, allow_pickle=False).astype(np.float64)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"{path}: expected (N, T) or (N, T, F), got shape {array.shape}")
+    return SequenceSet([_trim_nan(a) for a in array], None)
+
+
+def _read_jsonl(path: Path) -> SequenceSet:
+    series, labels = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        values = record["values"] if isinstance(record, dict) else record
+        array = np.asarray(values, dtype=np.float64)
+        series.append(array[:, None] if array.ndim == 1 else array)
+        labels.append(record.get("label") if isinstance(record, dict) else None)
+    has_labels = all(label is not None for label in labels)
+    return SequenceSet(series, [int(x) for x in labels] if has_labels else None)  # type: ignore[arg-type]
+
+
+_READERS = {"ucr": _read_ucr, "csv": _read_csv, "npy": _read_npy, "jsonl": _read_jsonl}
+
+
+def read_sequences(path: Path, fmt: str = "auto") -> SequenceSet:
+    """Read a sequence file; `auto` picks the reader by suffix (.txt/.tsv = UCR)."""
+    if fmt == "auto":
+        suffix = path.suffix.lower()
+        fmt = {".npy": "npy", ".jsonl": "jsonl", ".csv": "csv"}.get(suffix, "ucr")
+    data = _READERS[fmt](path)
+    if not data.series:
+        raise ValueError(f"{path} holds no series")
+    return data
+
+
+def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded permutation cut into (train, val) index arrays."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = max(1, round(count * val_fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def select_classes(data: SequenceSet, classes: list[int] | None) -> SequenceSet:
+    """Keep only series whose label is in `classes` (all when None)."""
+    if classes is None:
+        return data
+    if data.labels is None:
+        raise ValueError("filtering by class needs a labelled file (UCR or JSON Lines with labels)")
+    keep = [i for i, label in enumerate(data.labels) if label in classes]
+    return SequenceSet([data.series[i] for i in keep], [data.labels[i] for i in keep])
+
+
+def normalization_spec(train: list[np.ndarray], kind: str) -> SequenceNormalization:
+    """The manifest's normalisation; dataset statistics come from the training split only."""
+    if kind != "dataset":
+        return SequenceNormalization(kind=kind)  # type: ignore[arg-type]
+    steps = np.concatenate(train, axis=0)
+    return SequenceNormalization(kind="dataset", mean=steps.mean(0).tolist(), std=steps.std(0).tolist())
+
+
+class SequenceDataset(Dataset[dict[str, Tensor]]):
+    """Normalised series; training may draw random windows to teach variable lengths."""
+
+    def __init__(self, series: list[np.ndarray], spec: SequenceNormalization,
+                 crop_min_length: int | None = None) -> None:
+        self.series = [normalize(s, spec)[0] for s in series]
+        self.crop_min_length = crop_min_length
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        series = self.series[index]
+        if self.crop_min_length and len(series) > self.crop_min_length:
+            length = np.random.randint(self.crop_min_length, len(series) + 1)
+            start = np.random.randint(0, len(series) - length + 1)
+            series = series[start : start + length]
+        return {"input": torch.from_numpy(np.ascontiguousarray(series))}
+
+
+def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack images; pad sequences to the longest and add their `lengths`."""
+    first = items[0]["input"]
+    if first.dim() == 3:
+        return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+    lengths = torch.tensor([len(item["input"]) for item in items], dtype=torch.long)
+    padded = torch.nn.utils.rnn.pad_sequence([item["input"] for item in items], batch_first=True)
+    return {"input": padded, "target": padded, "lengths": lengths}
+
+
+def build_datasets(config: ImageDataConfig | SequenceDataConfig, root: Path, seed: int
+                   ) -> tuple[Dataset[dict[str, Tensor]], Dataset[dict[str, Tensor]], dict[str, object]]:
+    """(train, val, info) for a data config; `info` goes into the manifest (normalisation, split)."""
+    path = (root / config.path) if not Path(config.path).is_absolute() else Path(config.path)
+    if isinstance(config, ImageDataConfig):
+        train_files, val_files = split_files(image_files(path), config.val_every)
+        info = {"path": config.path, "train_images": len(train_files), "val_images": len(val_files)}
+        return (ImageFolderDataset(train_files, config, train=True),
+                ImageFolderDataset(val_files, config, train=False, seed=seed), info)
+    data = select_classes(read_sequences(path, config.format), config.classes)
+    train_idx, val_idx = split_indices(len(data.series), config.val_fraction, config.split_seed)
+    train = [data.series[i] for i in train_idx]
+    spec = normalization_spec(train, config.normalization)
+    info = {"path": config.path, "train_series": len(train), "val_series": len(val_idx),
+            "features": int(train[0].shape[1]), "normalization": spec.model_dump(),
+            "max_length": max(len(s) for s in data.series)}
+    return (SequenceDataset(train, spec, config.crop_min_length),
+            SequenceDataset([data.series[i] for i in val_idx], spec), info)

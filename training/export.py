@@ -1,0 +1,173 @@
+"""Export a trained run to `models/NAME/VERSION/`: ONNX graphs, parity check, `model.json`.
+
+Steps, each of which must pass or the half-written version folder is removed:
+1. rebuild the model from the run's best checkpoint;
+2. export every graph with the TorchScript exporter (`dynamo=False`: with torch 2.13 the dynamo
+   exporter keeps the time axis dynamic only for the first recurrent graph in a process);
+3. check that every axis meant to be dynamic is symbolic in the saved graph;
+4. run ONNX Runtime against torch at three or more new shapes (max abs diff <= tolerance);
+5. write the manifest, validated by the service's own schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.manifest import (
+    MANIFEST_FILE,
+    GraphSpec,
+    ImageInputSpec,
+    LatentSpec,
+    Manifest,
+    SequenceInputSpec,
+    SequenceNormalization,
+    TensorSpec,
+    TrainingRecord,
+    sha256_of,
+)
+from training.checkpoint import restore_model
+from training.graphs import GraphPlan, graph_plans, parity_inputs
+from training.models.conv import ConvAutoencoder
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
+
+
+class ExportError(RuntimeError):
+    """The exported graph is not faithful to the torch model (axes or parity)."""
+
+
+def next_version(folder: Path) -> int:
+    """One past the highest integer version folder (1 for a new model)."""
+    versions = [int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _tensor_specs(values: Any) -> list[TensorSpec]:
+    specs = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = [d.dim_param if d.dim_param else d.dim_value for d in tensor.shape.dim]
+        specs.append(TensorSpec(name=value.name, shape=shape, dtype=_ONNX_DTYPES.get(tensor.elem_type, "?")))
+    return specs
+
+
+def _export_graph(plan: GraphPlan, path: Path) -> None:
+    torch.onnx.export(plan.module, plan.example, str(path), dynamo=False, opset_version=OPSET,
+                      input_names=plan.input_names, output_names=plan.output_names,
+                      dynamic_axes=plan.dynamic_axes)
+
+
+def verify_symbolic_axes(path: Path, dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """Every axis declared dynamic must carry a name, not a number, in the saved graph."""
+    graph = onnx.load(str(path)).graph
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for axis in dynamic_axes.get(value.name, {}):
+            if not dims[axis].dim_param:
+                raise ExportError(f"{path.name}: axis {axis} of {value.name!r} was baked in as "
+                                  f"{dims[axis].dim_value}; it must stay symbolic")
+
+
+def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
+    """Max abs difference between ONNX Runtime (CPU) and torch over the parity inputs."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for feeds in parity_inputs(model, plan.role):
+        onnx_outputs = session.run(None, feeds)
+        with torch.no_grad():
+            torch_outputs = plan.module(*(torch.from_numpy(feeds[n]) for n in plan.input_names))
+        if isinstance(torch_outputs, torch.Tensor):
+            torch_outputs = (torch_outputs,)
+        for got, want in zip(onnx_outputs, torch_outputs, strict=True):
+            if got.shape != tuple(want.shape):
+                raise ExportError(f"{path.name}: ONNX shape {got.shape} != torch {tuple(want.shape)}")
+            worst = max(worst, float(np.abs(got - want.numpy()).max()))
+    if worst > PARITY_TOLERANCE:
+        raise ExportError(f"{path.name}: ONNX Runtime differs from torch by {worst:.3g} "
+                          f"(> {PARITY_TOLERANCE})")
+    return worst
+
+
+def _input_and_latent(model: nn.Module, data_info: dict[str, Any], max_length: int
+                      ) -> tuple[ImageInputSpec | SequenceInputSpec, LatentSpec]:
+    if isinstance(model, ConvAutoencoder):
+        cfg = model.config
+        image = ImageInputSpec(channels=cfg.channels, stride_multiple=cfg.stride_multiple,
+                               fixed_size=cfg.input_size)
+        f = cfg.stride_multiple
+        if cfg.dense_latent is not None:
+            return image, LatentSpec(kind="vector", shape=[cfg.dense_latent])
+        return image, LatentSpec(kind="spatial", shape=[cfg.latent_channels, f"height/{f}", f"width/{f}"],
+                                 downsample=f)
+    normalization = SequenceNormalization.model_validate(data_info["normalization"])
+    sequence = SequenceInputSpec(features=model.config.features, normalization=normalization,
+                                 max_length=max_length)
+    return sequence, LatentSpec(kind="vector", shape=[model.config.latent_size])
+
+
+def default_task(config_dict: dict[str, Any]) -> str:
+    """`denoise` for images trained with input noise, `reconstruct` for other images, `embed` for series."""
+    if config_dict["model"]["family"] == "recurrent":
+        return "embed"
+    return "denoise" if max(config_dict["data"].get("noise_sigma", (0, 0))) > 0 else "reconstruct"
+
+
+def export_run(run_dir: Path, name: str, models_dir: Path, version: int | None = None,
+               task: str | None = None, max_length: int = 4096) -> Path:
+    """Export the run's best checkpoint; returns the new version folder."""
+    model, config, state = restore_model(run_dir)
+    version = version or next_version(models_dir / name)
+    out = models_dir / name / str(version)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; versions are immutable, pick another")
+    out.mkdir(parents=True)
+    try:
+        graphs, worst = {}, 0.0
+        for plan in graph_plans(model):
+            path = out / f"{plan.role}.onnx"
+            _export_graph(plan, path)
+            verify_symbolic_axes(path, plan.dynamic_axes)
+            worst = max(worst, parity_check(model, plan, path))
+            proto = onnx.load(str(path)).graph
+            graphs[plan.role] = GraphSpec(file=path.name, sha256=sha256_of(path),
+                                          inputs=_tensor_specs(proto.input), outputs=_tensor_specs(proto.output))
+        summary_path = run_dir / "summary.json"
+        final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
+        manifest = _manifest(model, config.to_dict(), state, final, name, version, task, max_length,
+                             graphs, worst)
+        (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(out)  # never leave a version folder the service would half-load
+        raise
+    return out
+
+
+def _manifest(model: nn.Module, config_dict: dict[str, Any], state: dict[str, Any], final: dict[str, float],
+              name: str, version: int, task: str | None, max_length: int, graphs: dict[str, GraphSpec],
+              worst: float) -> Manifest:
+    data_info = state.get("data_info", {})
+    input_spec, latent = _input_and_latent(model, data_info, max_length)
+    record = TrainingRecord(
+        data=json.dumps(data_info, sort_keys=True), steps=int(state["step"]),
+        wall_time_s=round(float(state["wall_time_s"]), 2), device=str(state.get("device", "cpu")),
+        final_validation=final or {"loss": float(state["best_val"])}, config=config_dict,
+    )
+    return Manifest(
+        name=name, version=version, family=config_dict["model"]["family"],
+        task=task or default_task(config_dict),  # type: ignore[arg-type]
+        input=input_spec, latent=latent, graphs=graphs,  # type: ignore[arg-type]
+        opset=OPSET, torch_version=torch.__version__, parity_max_abs_diff=worst, training=record,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )

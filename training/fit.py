@@ -1,0 +1,199 @@
+"""The training loop: seeded, resumable, validated every N steps, with metrics and plots.
+
+A run folder holds `config.json`, `metrics.jsonl` (one JSON object per log point),
+`checkpoint.pt` (latest), `best.pt` (best validation loss), `summary.json`, `loss_curves.png`
+and `samples.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from training.checkpoint import BEST, LATEST, load_checkpoint, save_checkpoint
+from training.config import RunConfig
+from training.data import build_datasets, collate
+from training.losses import loss_for
+from training.plots import plot_image_samples, plot_loss_curves, plot_sequence_samples
+from training.registry import build_model
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(choice: str) -> torch.device:
+    """`auto` takes CUDA when present."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def run_model(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Call either family with what it takes (sequences also need their lengths)."""
+    if "lengths" in batch:
+        return model(batch["input"], batch["lengths"])
+    return model(batch["input"])
+
+
+def _forever(loader: DataLoader[dict[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
+    while True:
+        yield from loader
+
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset[dict[str, Tensor]], loss_fn: Any,
+             device: torch.device, batch_size: int) -> dict[str, float]:
+    """Mean of each loss part over the validation set, weighted by batch size."""
+    model.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
+        batch = _to(batch, device)
+        parts = loss_fn(run_model(model, batch), batch)
+        n = len(batch["input"])
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + float(value) * n
+        count += n
+    model.train()
+    return {key: value / count for key, value in totals.items()}
+
+
+def _lr_lambda(config: RunConfig) -> Any:
+    steps, floor = config.optim.steps, config.optim.min_lr_ratio
+
+    def schedule(step: int) -> float:
+        progress = min(step / max(steps, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return schedule
+
+
+def _log(run_dir: Path, record: dict[str, Any]) -> None:
+    with (run_dir / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device: torch.device,
+                  out: Path) -> None:
+    items = [dataset[i] for i in range(min(6, len(dataset)))]  # type: ignore[arg-type]
+    batch = _to(collate(items), device)
+    model.eval()
+    with torch.no_grad():
+        x_hat = run_model(model, batch)["x_hat"].float().cpu().numpy()
+    model.train()
+    if "lengths" in batch:
+        lengths = batch["lengths"].tolist()
+        series = [item["input"].numpy() for item in items]
+        plot_sequence_samples(series, [x_hat[i, :n] for i, n in enumerate(lengths)], out)
+    else:
+        plot_image_samples(batch["input"].cpu().numpy(), batch["target"].cpu().numpy(), x_hat, out)
+
+
+def fit(config: RunConfig, run_dir: Path, root: Path = Path.cwd(), resume: bool = False,
+        progress: bool = True) -> dict[str, Any]:
+    """Train per `config` into `run_dir`; returns the summary (also written to summary.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    opt = config.optim
+    seed_everything(opt.seed)
+    device = pick_device(opt.device)
+    train_set, val_set, data_info = build_datasets(config.data, root, opt.seed)
+    model = build_model(config.model).to(device)
+    loss_fn = loss_for(config.model.data_kind)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    state = {"step": 0, "wall_time_s": 0.0, "best_val": float("inf")}
+    if resume and (run_dir / LATEST).is_file():
+        saved = load_checkpoint(run_dir / LATEST)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = {k: saved[k] for k in state}
+    elif (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    use_amp = device.type == "cuda"  # mixed precision pays off only on GPUs
+    loader = DataLoader(train_set, batch_size=opt.batch_size, shuffle=True, drop_last=True,
+                        collate_fn=collate, num_workers=opt.num_workers,
+                        generator=torch.Generator().manual_seed(opt.seed))
+
+    def checkpoint(path: Path) -> None:
+        save_checkpoint(path, {
+            "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "data_info": data_info, "device": str(device),
+            "torch_version": torch.__version__, **state,
+        })
+
+    batches = _forever(loader)
+    bar = tqdm(total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step",
+               dynamic_ncols=True)
+    started, window = time.perf_counter() - float(state["wall_time_s"]), []
+    model.train()
+    val: dict[str, float] = {}
+    while state["step"] < opt.steps:
+        batch = _to(next(batches), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            parts = loss_fn(run_model(model, batch), batch)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        state["step"] += 1
+        window.append(float(parts["loss"].detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{window[-1]:.4g}", val=f"{val.get('loss', float('nan')):.4g}")
+        step = int(state["step"])
+        if step % opt.val_every == 0 or step == opt.steps:
+            state["wall_time_s"] = time.perf_counter() - started
+            _log(run_dir, {"step": step, "split": "train", "loss": float(np.mean(window)),
+                           "lr": scheduler.get_last_lr()[0], "wall_time_s": state["wall_time_s"]})
+            window = []
+            val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
+            _log(run_dir, {"step": step, "split": "val", **val})
+            if val["loss"] < state["best_val"]:
+                state["best_val"] = val["loss"]
+                checkpoint(run_dir / BEST)
+        if step % opt.checkpoint_every == 0 or step == opt.steps:
+            state["wall_time_s"] = time.perf_counter() - started
+            checkpoint(run_dir / LATEST)
+    bar.close()
+    return _finish(run_dir, model, val_set, loss_fn, device, config, state, data_info)
+
+
+def _finish(run_dir: Path, model: nn.Module, val_set: Dataset[dict[str, Tensor]], loss_fn: Any,
+            device: torch.device, config: RunConfig, state: dict[str, Any],
+            data_info: dict[str, Any]) -> dict[str, Any]:
+    """Plots and summary.json; the summary reports the best checkpoint, which export uses."""
+    if (run_dir / "metrics.jsonl").exists():
+        plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
+    best = load_checkpoint(run_dir / BEST) if (run_dir / BEST).exists() else None
+    if best is not None:
+        model.load_state_dict(best["model"])
+    _save_samples(model, val_set, device, run_dir / "samples.png")
+    summary = {
+        "steps": int(state["step"]), "wall_time_s": round(float(state["wall_time_s"]), 2),
+        "device": str(device), "best_val_loss": float(state["best_val"]),
+        "final_validation": evaluate(model, val_set, loss_fn, device, config.optim.batch_size),
+        "data": data_info,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

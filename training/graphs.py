@@ -1,0 +1,119 @@
+"""What each family exports: the graph wrappers, their I/O names and axes, and parity inputs.
+
+A `GraphPlan` describes one ONNX file. Image graphs take inputs already padded to the stride
+multiple (the service pads and crops outside the graph, so no shape arithmetic is traced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from service.codecs.image import pad_to_multiple
+from training.models.conv import ConvAutoencoder
+from training.models.recurrent import RecurrentAutoencoder
+
+
+@dataclass
+class GraphPlan:
+    """One graph to export: module, example inputs, names and symbolic axes per tensor."""
+
+    role: str
+    module: nn.Module
+    example: tuple[Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+
+
+class _Call(nn.Module):
+    """Wraps a bound method of the model as the graph's forward."""
+
+    def __init__(self, model: nn.Module, method: str) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        return getattr(self.model, self.method)(*inputs)
+
+
+def _conv_plans(model: ConvAutoencoder) -> list[GraphPlan]:
+    cfg = model.config
+    m = cfg.stride_multiple
+    size = cfg.input_size or (4 * m, 6 * m)
+    image = torch.rand(2, cfg.channels, *size)
+    fixed = cfg.input_size is not None
+    spatial = {0: "batch"} if fixed else {0: "batch", 2: "height", 3: "width"}
+    latent_axes = {0: "batch"} if cfg.dense_latent is not None else {
+        0: "batch", 2: "latent_height", 3: "latent_width"}
+    plans = [GraphPlan("autoencoder", _Call(model, "reconstruct_padded"), (image,), ["image"],
+                       ["reconstruction", "latent"],
+                       {"image": spatial, "reconstruction": spatial, "latent": latent_axes})]
+    if model.has_latent_graphs:
+        with torch.no_grad():
+            latent = model.encode(image)
+        plans += [
+            GraphPlan("encoder", _Call(model, "encode"), (image,), ["image"], ["latent"],
+                      {"image": spatial, "latent": latent_axes}),
+            GraphPlan("decoder", _Call(model, "decode"), (latent,), ["latent"], ["reconstruction"],
+                      {"latent": latent_axes, "reconstruction": spatial}),
+        ]
+    return plans
+
+
+def _recurrent_plans(model: RecurrentAutoencoder) -> list[GraphPlan]:
+    cfg = model.config
+    series = torch.randn(2, 24, cfg.features)
+    lengths = torch.tensor([24, 17])
+    with torch.no_grad():
+        latent = model.encode(series, lengths)
+    seq = {0: "batch", 1: "time"}
+    batch = {0: "batch"}
+    return [
+        GraphPlan("autoencoder", _Call(model, "forward_graph"), (series, lengths),
+                  ["sequences", "lengths"], ["reconstruction", "latent"],
+                  {"sequences": seq, "lengths": batch, "reconstruction": seq, "latent": batch}),
+        GraphPlan("encoder", _Call(model, "encode"), (series, lengths), ["sequences", "lengths"],
+                  ["latent"], {"sequences": seq, "lengths": batch, "latent": batch}),
+        GraphPlan("decoder", _Call(model, "decode"), (latent, lengths), ["latent", "lengths"],
+                  ["reconstruction"], {"latent": batch, "lengths": batch, "reconstruction": seq}),
+    ]
+
+
+def graph_plans(model: nn.Module) -> list[GraphPlan]:
+    """The graphs a model exports (skip-connection conv models export only the autoencoder)."""
+    if isinstance(model, ConvAutoencoder):
+        return _conv_plans(model)
+    if isinstance(model, RecurrentAutoencoder):
+        return _recurrent_plans(model)
+    raise TypeError(f"no export plan for {type(model).__name__}")
+
+
+def parity_inputs(model: nn.Module, role: str, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Three or more input sets at shapes unlike the export example (odd sizes, far lengths)."""
+    rng = np.random.default_rng(seed)
+    if isinstance(model, ConvAutoencoder):
+        cfg = model.config
+        sizes = [cfg.input_size] * 3 if cfg.input_size else [(17, 29), (61, 33), (130, 97)]
+        images = [rng.random((b, cfg.channels, *s), dtype=np.float32) for b, s in zip((1, 3, 2), sizes,
+                                                                                      strict=True)]
+        padded = [pad_to_multiple(x, cfg.stride_multiple) for x in images]
+        if role != "decoder":
+            return [{"image": x} for x in padded]
+        with torch.no_grad():
+            return [{"latent": model.encode(torch.from_numpy(x)).numpy()} for x in padded]
+    cases = [[5, 3], [300, 150, 1], [1000]]
+    sets = []
+    for lengths in cases:
+        lengths_array = np.asarray(lengths, dtype=np.int64)
+        if role == "decoder":
+            latent = rng.standard_normal((len(lengths), model.config.latent_size)).astype(np.float32)
+            sets.append({"latent": latent, "lengths": lengths_array})
+        else:
+            series = rng.standard_normal((len(lengths), max(lengths), model.config.features))
+            sets.append({"sequences": series.astype(np.float32), "lengths": lengths_array})
+    return sets

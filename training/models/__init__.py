@@ -1,0 +1,6 @@
+"""Model families; importing this package registers each of them."""
+
+from training.models.conv import ConvAutoencoder, ConvConfig
+from training.models.recurrent import RecurrentAutoencoder, RecurrentConfig
+
+__all__ = ["ConvAutoencoder", "ConvConfig", "RecurrentAutoencoder", "RecurrentConfig"]

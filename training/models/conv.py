@@ -1,0 +1,176 @@
+"""`conv`: a fully convolutional image autoencoder.
+
+Dataflow (each encoder stage halves height and width, so the stride multiple is 2**stages):
+
+    x (B,C,H,W) -> pad to the stride multiple -> [conv s2 + convs] x stages -> 3x3 conv -> latent
+    latent (B,L,H/f,W/f) -> 3x3 conv -> [transposed conv s2 + convs] x stages -> 3x3 conv -> x_hat -> crop
+
+Options:
+- `dense_latent`: flatten the spatial latent into a vector of that size (the seed design). This
+  fixes the input size to `input_size`; other sizes raise instead of being resized.
+- `skip_connections`: U-Net style concatenation of encoder features into the decoder (denoising).
+  The decoder then needs the encoder's features, so only the full autoencoder graph is exported.
+- `residual`: predict a correction added to the input (with skip connections only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from training.registry import register_family
+
+
+@dataclass
+class ConvConfig:
+    """Hyper-parameters of the `conv` family."""
+
+    family: ClassVar[str] = "conv"
+    data_kind: ClassVar[str] = "image"
+    channels: int = 3
+    widths: tuple[int, ...] = (32, 64, 128)
+    latent_channels: int = 8
+    blocks_per_stage: int = 1
+    dense_latent: int | None = None
+    input_size: tuple[int, int] | None = None
+    skip_connections: bool = False
+    residual: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+        if not self.widths:
+            raise ValueError("widths needs at least one stage")
+        if self.dense_latent is not None and self.input_size is None:
+            raise ValueError("a dense bottleneck fixes the input size: set input_size = [H, W]")
+        if self.input_size is not None and any(s % self.stride_multiple for s in self.input_size):
+            raise ValueError(f"input_size must be a multiple of the stride {self.stride_multiple}")
+        if self.residual and not self.skip_connections:
+            raise ValueError("residual output needs skip_connections (the decoder must see the input)")
+        if self.dense_latent is not None and self.skip_connections:
+            raise ValueError("skip connections bypass a dense bottleneck; choose one")
+
+    @property
+    def stride_multiple(self) -> int:
+        """Height and width must be multiples of this inside the graph."""
+        return 2 ** len(self.widths)
+
+
+def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GELU())
+
+
+def _stage(c_in: int, c_out: int, blocks: int, first: nn.Module) -> nn.Sequential:
+    layers: list[nn.Module] = [first, nn.GELU()]
+    layers += [_conv_block(c_out, c_out) for _ in range(blocks)]
+    return nn.Sequential(*layers)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Edge-replicate the bottom and right so H and W are multiples (numpy `edge` is the same)."""
+    pad_h = -x.shape[-2] % multiple
+    pad_w = -x.shape[-1] % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+@register_family("conv", ConvConfig)
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder; see the module docstring for the dataflow."""
+
+    def __init__(self, config: ConvConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths, blocks = config.widths, config.blocks_per_stage
+        ins = (config.channels, *widths[:-1])
+        self.down = nn.ModuleList(
+            _stage(c_in, c_out, blocks, nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+            for c_in, c_out in zip(ins, widths, strict=True)
+        )
+        self.to_latent = nn.Conv2d(widths[-1], config.latent_channels, 3, padding=1)
+        self.from_latent = _conv_block(config.latent_channels, widths[-1])
+        skip = 2 if config.skip_connections else 1
+        outs = tuple(reversed((widths[0], *widths[:-1])))
+        self.up = nn.ModuleList(
+            _stage(c * skip, c_out, blocks, nn.ConvTranspose2d(c * skip, c_out, 4, stride=2, padding=1))
+            for c, c_out in zip(reversed(widths), outs, strict=True)
+        )
+        head_in = widths[0] + (config.channels if config.skip_connections else 0)
+        self.head = nn.Conv2d(head_in, config.channels, 3, padding=1)
+        if config.dense_latent is not None:
+            assert config.input_size is not None
+            h, w = (s // config.stride_multiple for s in config.input_size)
+            self._grid = (config.latent_channels, h, w)
+            flat = config.latent_channels * h * w
+            self.to_vector = nn.Linear(flat, config.dense_latent)
+            # The decoder's dense layer must produce exactly the grid it reshapes to (the seed's bug).
+            self.from_vector = nn.Sequential(nn.Linear(config.dense_latent, flat), nn.GELU())
+
+    @property
+    def has_latent_graphs(self) -> bool:
+        """Whether encoder and decoder can run apart (not with skip connections)."""
+        return not self.config.skip_connections
+
+    def _check_size(self, x: Tensor) -> None:
+        size = self.config.input_size
+        if size is not None and tuple(x.shape[-2:]) != tuple(size):
+            raise ValueError(f"this model has a dense bottleneck and needs {size[0]}x{size[1]} input, "
+                             f"got {x.shape[-2]}x{x.shape[-1]}")
+
+    def _encode_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        features = []
+        for stage in self.down:
+            x = stage(x)
+            features.append(x)
+        latent = self.to_latent(x)
+        if self.config.dense_latent is not None:
+            latent = self.to_vector(latent.flatten(1))
+        return latent, features
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latent of an input whose H and W are already multiples of the stride."""
+        self._check_size(x)
+        return self._encode_features(x)[0]
+
+    def _decode_features(self, latent: Tensor, features: list[Tensor] | None, x: Tensor | None) -> Tensor:
+        if self.config.dense_latent is not None:
+            latent = self.from_vector(latent).view(-1, *self._grid)
+        y = self.from_latent(latent)
+        for i, stage in enumerate(self.up):
+            if features is not None:
+                y = torch.cat([y, features[-1 - i]], dim=1)
+            y = stage(y)
+        if x is not None:
+            y = torch.cat([y, x], dim=1)
+        y = self.head(y)
+        if self.config.residual:
+            assert x is not None
+            y = x + y
+            # Clamping in training would zero the gradient of overshooting pixels; clamp only at inference.
+            return y if self.training else y.clamp(0.0, 1.0)
+        return torch.sigmoid(y)
+
+    def decode(self, latent: Tensor) -> Tensor:
+        """Image (padded size) from a latent; not available with skip connections."""
+        if not self.has_latent_graphs:
+            raise ValueError("a model with skip connections has no standalone decoder")
+        return self._decode_features(latent, None, None)
+
+    def reconstruct_padded(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(x_hat, latent) for an input already padded to the stride multiple."""
+        self._check_size(x)
+        latent, features = self._encode_features(x)
+        if self.config.skip_connections:
+            return self._decode_features(latent, features, x), latent
+        return self._decode_features(latent, None, None), latent
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Reconstruct any H x W: pad to the stride multiple, run, crop back."""
+        height, width = x.shape[-2:]
+        x_hat, latent = self.reconstruct_padded(pad_to_multiple(x, self.config.stride_multiple))
+        return {"x_hat": x_hat[..., :height, :width], "latent": latent}

@@ -1,0 +1,57 @@
+"""PNG plots of a run: loss curves and sample reconstructions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training hosts
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_loss_curves(metrics_file: Path, out: Path) -> None:
+    """Training and validation loss against step, log scale."""
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for split in ("train", "val"):
+        points = [(r["step"], r["loss"]) for r in records if r["split"] == split]
+        if points:
+            steps, losses = zip(*points, strict=True)
+            ax.plot(steps, losses, label=split, marker="o" if split == "val" else None)
+    ax.set(xlabel="step", ylabel="loss (MSE)", yscale="log", title="Loss curves")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def plot_image_samples(inputs: np.ndarray, targets: np.ndarray, outputs: np.ndarray, out: Path) -> None:
+    """Rows: input, target, reconstruction; arrays are (N, C, H, W) in [0, 1]."""
+    n = len(inputs)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5), squeeze=False)
+    for row, (label, images) in enumerate((("input", inputs), ("target", targets), ("output", outputs))):
+        for col in range(n):
+            image = np.clip(images[col].transpose(1, 2, 0), 0, 1)
+            axes[row][col].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
+            axes[row][col].axis("off")
+        axes[row][0].set_title(label, fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def plot_sequence_samples(series: list[np.ndarray], recons: list[np.ndarray], out: Path) -> None:
+    """One panel per series: the (normalised) input and its reconstruction, first feature."""
+    n = len(series)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.6 * n), squeeze=False)
+    for ax, x, x_hat in zip(axes[:, 0], series, recons, strict=True):
+        ax.plot(x[:, 0], label="input", lw=1.2)
+        ax.plot(x_hat[:, 0], label="reconstruction", lw=1.2, ls="--")
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
