@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILE = "model.json"
-SCHEMA_VERSION = 1
+
+SCHEMA_VERSION: Literal[1] = 1
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
 Operation = Literal["encode", "decode", "reconstruct"]

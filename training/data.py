@@ -46,9 +46,9 @@ def split_files(files: list[Path], val_every: int) -> tuple[list[Path], list[Pat
 
 def load_image(path: Path, channels: int) -> np.ndarray:
     """uint8 (C, H, W) with EXIF orientation applied."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
-        array = np.asarray(img, dtype=np.uint8)
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened).convert("L" if channels == 1 else "RGB")
+        array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
 
 
@@ -61,6 +61,7 @@ class ImageFolderDataset(Dataset[dict[str, Tensor]]):
         self.train = train
         self.seed = seed
         self.items = len(self.images) * (1 if train else config.val_crops_per_image)
+        self.draws = 0
 
     def __len__(self) -> int:
         return self.items
@@ -80,7 +81,10 @@ class ImageFolderDataset(Dataset[dict[str, Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         # Validation items are a pure function of (seed, index): the same crops and noise every time.
-        rng = np.random.default_rng() if self.train else np.random.default_rng((self.seed, index))
+        # Training draws are seeded too (seed, index, draw count), so a seeded run is repeatable.
+        self.draws += 1
+        key = (self.seed, index, self.draws) if self.train else (self.seed, index)
+        rng = np.random.default_rng(key)
         image = self.images[index % len(self.images)]
         target = torch.from_numpy(self._crop(image, rng)).float() / 255.0
         low, high = self.config.noise_sigma
@@ -195,8 +199,9 @@ def normalization_spec(train: list[np.ndarray], kind: str) -> SequenceNormalizat
 class SequenceDataset(Dataset[dict[str, Tensor]]):
     """Normalised series; training may draw random windows to teach variable lengths."""
 
-    def __init__(self, series: list[np.ndarray], spec: SequenceNormalization,
-                 crop_min_length: int | None = None) -> None:
+    def __init__(
+        self, series: list[np.ndarray], spec: SequenceNormalization, crop_min_length: int | None = None
+    ) -> None:
         self.series = [normalize(s, spec)[0] for s in series]
         self.crop_min_length = crop_min_length
 
@@ -222,21 +227,33 @@ def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {"input": padded, "target": padded, "lengths": lengths}
 
 
-def build_datasets(config: ImageDataConfig | SequenceDataConfig, root: Path, seed: int
-                   ) -> tuple[Dataset[dict[str, Tensor]], Dataset[dict[str, Tensor]], dict[str, object]]:
+def build_datasets(
+    config: ImageDataConfig | SequenceDataConfig, root: Path, seed: int
+) -> tuple[Dataset[dict[str, Tensor]], Dataset[dict[str, Tensor]], dict[str, object]]:
     """(train, val, info) for a data config; `info` goes into the manifest (normalisation, split)."""
     path = (root / config.path) if not Path(config.path).is_absolute() else Path(config.path)
     if isinstance(config, ImageDataConfig):
         train_files, val_files = split_files(image_files(path), config.val_every)
         info = {"path": config.path, "train_images": len(train_files), "val_images": len(val_files)}
-        return (ImageFolderDataset(train_files, config, train=True),
-                ImageFolderDataset(val_files, config, train=False, seed=seed), info)
+        return (
+            ImageFolderDataset(train_files, config, train=True, seed=seed),
+            ImageFolderDataset(val_files, config, train=False, seed=seed),
+            info,
+        )
     data = select_classes(read_sequences(path, config.format), config.classes)
     train_idx, val_idx = split_indices(len(data.series), config.val_fraction, config.split_seed)
     train = [data.series[i] for i in train_idx]
     spec = normalization_spec(train, config.normalization)
-    info = {"path": config.path, "train_series": len(train), "val_series": len(val_idx),
-            "features": int(train[0].shape[1]), "normalization": spec.model_dump(),
-            "max_length": max(len(s) for s in data.series)}
-    return (SequenceDataset(train, spec, config.crop_min_length),
-            SequenceDataset([data.series[i] for i in val_idx], spec), info)
+    info = {
+        "path": config.path,
+        "train_series": len(train),
+        "val_series": len(val_idx),
+        "features": int(train[0].shape[1]),
+        "normalization": spec.model_dump(),
+        "max_length": max(len(s) for s in data.series),
+    }
+    return (
+        SequenceDataset(train, spec, config.crop_min_length),
+        SequenceDataset([data.series[i] for i in val_idx], spec),
+        info,
+    )

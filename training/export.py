@@ -38,6 +38,7 @@ from service.manifest import (
 from training.checkpoint import restore_model
 from training.graphs import GraphPlan, graph_plans, parity_inputs
 from training.models.conv import ConvAutoencoder
+from training.models.recurrent import RecurrentAutoencoder
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -64,9 +65,16 @@ def _tensor_specs(values: Any) -> list[TensorSpec]:
 
 
 def _export_graph(plan: GraphPlan, path: Path) -> None:
-    torch.onnx.export(plan.module, plan.example, str(path), dynamo=False, opset_version=OPSET,
-                      input_names=plan.input_names, output_names=plan.output_names,
-                      dynamic_axes=plan.dynamic_axes)
+    torch.onnx.export(
+        plan.module,
+        plan.example,
+        str(path),
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=plan.input_names,
+        output_names=plan.output_names,
+        dynamic_axes=plan.dynamic_axes,
+    )
 
 
 def verify_symbolic_axes(path: Path, dynamic_axes: dict[str, dict[int, str]]) -> None:
@@ -76,8 +84,10 @@ def verify_symbolic_axes(path: Path, dynamic_axes: dict[str, dict[int, str]]) ->
         dims = value.type.tensor_type.shape.dim
         for axis in dynamic_axes.get(value.name, {}):
             if not dims[axis].dim_param:
-                raise ExportError(f"{path.name}: axis {axis} of {value.name!r} was baked in as "
-                                  f"{dims[axis].dim_value}; it must stay symbolic")
+                raise ExportError(
+                    f"{path.name}: axis {axis} of {value.name!r} was baked in as "
+                    f"{dims[axis].dim_value}; it must stay symbolic"
+                )
 
 
 def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
@@ -95,25 +105,33 @@ def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
                 raise ExportError(f"{path.name}: ONNX shape {got.shape} != torch {tuple(want.shape)}")
             worst = max(worst, float(np.abs(got - want.numpy()).max()))
     if worst > PARITY_TOLERANCE:
-        raise ExportError(f"{path.name}: ONNX Runtime differs from torch by {worst:.3g} "
-                          f"(> {PARITY_TOLERANCE})")
+        raise ExportError(
+            f"{path.name}: ONNX Runtime differs from torch by {worst:.3g} (> {PARITY_TOLERANCE})"
+        )
     return worst
 
 
-def _input_and_latent(model: nn.Module, data_info: dict[str, Any], max_length: int
-                      ) -> tuple[ImageInputSpec | SequenceInputSpec, LatentSpec]:
+def _input_and_latent(
+    model: nn.Module, data_info: dict[str, Any], max_length: int
+) -> tuple[ImageInputSpec | SequenceInputSpec, LatentSpec]:
     if isinstance(model, ConvAutoencoder):
         cfg = model.config
-        image = ImageInputSpec(channels=cfg.channels, stride_multiple=cfg.stride_multiple,
-                               fixed_size=cfg.input_size)
+        image = ImageInputSpec(
+            channels=cfg.channels,  # type: ignore[arg-type]  # ConvConfig checks 1 or 3
+            stride_multiple=cfg.stride_multiple,
+            fixed_size=cfg.input_size,
+        )
         f = cfg.stride_multiple
         if cfg.dense_latent is not None:
             return image, LatentSpec(kind="vector", shape=[cfg.dense_latent])
-        return image, LatentSpec(kind="spatial", shape=[cfg.latent_channels, f"height/{f}", f"width/{f}"],
-                                 downsample=f)
+        return image, LatentSpec(
+            kind="spatial", shape=[cfg.latent_channels, f"height/{f}", f"width/{f}"], downsample=f
+        )
+    assert isinstance(model, RecurrentAutoencoder)
     normalization = SequenceNormalization.model_validate(data_info["normalization"])
-    sequence = SequenceInputSpec(features=model.config.features, normalization=normalization,
-                                 max_length=max_length)
+    sequence = SequenceInputSpec(
+        features=model.config.features, normalization=normalization, max_length=max_length
+    )
     return sequence, LatentSpec(kind="vector", shape=[model.config.latent_size])
 
 
@@ -124,8 +142,14 @@ def default_task(config_dict: dict[str, Any]) -> str:
     return "denoise" if max(config_dict["data"].get("noise_sigma", (0, 0))) > 0 else "reconstruct"
 
 
-def export_run(run_dir: Path, name: str, models_dir: Path, version: int | None = None,
-               task: str | None = None, max_length: int = 4096) -> Path:
+def export_run(
+    run_dir: Path,
+    name: str,
+    models_dir: Path,
+    version: int | None = None,
+    task: str | None = None,
+    max_length: int = 4096,
+) -> Path:
     """Export the run's best checkpoint; returns the new version folder."""
     model, config, state = restore_model(run_dir)
     version = version or next_version(models_dir / name)
@@ -141,12 +165,17 @@ def export_run(run_dir: Path, name: str, models_dir: Path, version: int | None =
             verify_symbolic_axes(path, plan.dynamic_axes)
             worst = max(worst, parity_check(model, plan, path))
             proto = onnx.load(str(path)).graph
-            graphs[plan.role] = GraphSpec(file=path.name, sha256=sha256_of(path),
-                                          inputs=_tensor_specs(proto.input), outputs=_tensor_specs(proto.output))
+            graphs[plan.role] = GraphSpec(
+                file=path.name,
+                sha256=sha256_of(path),
+                inputs=_tensor_specs(proto.input),
+                outputs=_tensor_specs(proto.output),
+            )
         summary_path = run_dir / "summary.json"
         final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
-        manifest = _manifest(model, config.to_dict(), state, final, name, version, task, max_length,
-                             graphs, worst)
+        manifest = _manifest(
+            model, config.to_dict(), state, final, name, version, task, max_length, graphs, worst
+        )
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load
@@ -154,20 +183,39 @@ def export_run(run_dir: Path, name: str, models_dir: Path, version: int | None =
     return out
 
 
-def _manifest(model: nn.Module, config_dict: dict[str, Any], state: dict[str, Any], final: dict[str, float],
-              name: str, version: int, task: str | None, max_length: int, graphs: dict[str, GraphSpec],
-              worst: float) -> Manifest:
+def _manifest(
+    model: nn.Module,
+    config_dict: dict[str, Any],
+    state: dict[str, Any],
+    final: dict[str, float],
+    name: str,
+    version: int,
+    task: str | None,
+    max_length: int,
+    graphs: dict[str, GraphSpec],
+    worst: float,
+) -> Manifest:
     data_info = state.get("data_info", {})
     input_spec, latent = _input_and_latent(model, data_info, max_length)
     record = TrainingRecord(
-        data=json.dumps(data_info, sort_keys=True), steps=int(state["step"]),
-        wall_time_s=round(float(state["wall_time_s"]), 2), device=str(state.get("device", "cpu")),
-        final_validation=final or {"loss": float(state["best_val"])}, config=config_dict,
+        data=json.dumps(data_info, sort_keys=True),
+        steps=int(state["step"]),
+        wall_time_s=round(float(state["wall_time_s"]), 2),
+        device=str(state.get("device", "cpu")),
+        final_validation=final or {"loss": float(state["best_val"])},
+        config=config_dict,
     )
     return Manifest(
-        name=name, version=version, family=config_dict["model"]["family"],
+        name=name,
+        version=version,
+        family=config_dict["model"]["family"],
         task=task or default_task(config_dict),  # type: ignore[arg-type]
-        input=input_spec, latent=latent, graphs=graphs,  # type: ignore[arg-type]
-        opset=OPSET, torch_version=torch.__version__, parity_max_abs_diff=worst, training=record,
+        input=input_spec,
+        latent=latent,
+        graphs=graphs,  # type: ignore[arg-type]
+        opset=OPSET,
+        torch_version=torch.__version__,
+        parity_max_abs_diff=worst,
+        training=record,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )

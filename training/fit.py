@@ -60,8 +60,9 @@ def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset[dict[str, Tensor]], loss_fn: Any,
-             device: torch.device, batch_size: int) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, dataset: Dataset[dict[str, Tensor]], loss_fn: Any, device: torch.device, batch_size: int
+) -> dict[str, float]:
     """Mean of each loss part over the validation set, weighted by batch size."""
     model.eval()
     totals: dict[str, float] = {}
@@ -92,8 +93,9 @@ def _log(run_dir: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device: torch.device,
-                  out: Path) -> None:
+def _save_samples(
+    model: nn.Module, dataset: Dataset[dict[str, Tensor]], device: torch.device, out: Path
+) -> None:
     items = [dataset[i] for i in range(min(6, len(dataset)))]  # type: ignore[arg-type]
     batch = _to(collate(items), device)
     model.eval()
@@ -108,14 +110,15 @@ def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device:
         plot_image_samples(batch["input"].cpu().numpy(), batch["target"].cpu().numpy(), x_hat, out)
 
 
-def fit(config: RunConfig, run_dir: Path, root: Path = Path.cwd(), resume: bool = False,
-        progress: bool = True) -> dict[str, Any]:
+def fit(
+    config: RunConfig, run_dir: Path, root: Path | None = None, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Train per `config` into `run_dir`; returns the summary (also written to summary.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     opt = config.optim
     seed_everything(opt.seed)
     device = pick_device(opt.device)
-    train_set, val_set, data_info = build_datasets(config.data, root, opt.seed)
+    train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed)
     model = build_model(config.model).to(device)
     loss_fn = loss_for(config.model.data_kind)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
@@ -131,23 +134,41 @@ def fit(config: RunConfig, run_dir: Path, root: Path = Path.cwd(), resume: bool 
         (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     use_amp = device.type == "cuda"  # mixed precision pays off only on GPUs
-    loader = DataLoader(train_set, batch_size=opt.batch_size, shuffle=True, drop_last=True,
-                        collate_fn=collate, num_workers=opt.num_workers,
-                        generator=torch.Generator().manual_seed(opt.seed))
+    loader = DataLoader(
+        train_set,
+        batch_size=opt.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate,
+        num_workers=opt.num_workers,
+        generator=torch.Generator().manual_seed(opt.seed),
+    )
 
     def checkpoint(path: Path) -> None:
-        save_checkpoint(path, {
-            "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "data_info": data_info, "device": str(device),
-            "torch_version": torch.__version__, **state,
-        })
+        save_checkpoint(
+            path,
+            {
+                "config": config.to_dict(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "data_info": data_info,
+                "device": str(device),
+                "torch_version": torch.__version__,
+                **state,
+            },
+        )
 
     batches = _forever(loader)
-    bar = tqdm(total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step", dynamic_ncols=True
+    )
     started, window = time.perf_counter() - float(state["wall_time_s"]), []
     model.train()
     val: dict[str, float] = {}
+    if state["step"] == 0:  # the untrained baseline, so every curve shows what training bought
+        val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
+        _log(run_dir, {"step": 0, "split": "val", **val})
     while state["step"] < opt.steps:
         batch = _to(next(batches), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -164,8 +185,16 @@ def fit(config: RunConfig, run_dir: Path, root: Path = Path.cwd(), resume: bool 
         step = int(state["step"])
         if step % opt.val_every == 0 or step == opt.steps:
             state["wall_time_s"] = time.perf_counter() - started
-            _log(run_dir, {"step": step, "split": "train", "loss": float(np.mean(window)),
-                           "lr": scheduler.get_last_lr()[0], "wall_time_s": state["wall_time_s"]})
+            _log(
+                run_dir,
+                {
+                    "step": step,
+                    "split": "train",
+                    "loss": float(np.mean(window)),
+                    "lr": scheduler.get_last_lr()[0],
+                    "wall_time_s": state["wall_time_s"],
+                },
+            )
             window = []
             val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
             _log(run_dir, {"step": step, "split": "val", **val})
@@ -179,9 +208,16 @@ def fit(config: RunConfig, run_dir: Path, root: Path = Path.cwd(), resume: bool 
     return _finish(run_dir, model, val_set, loss_fn, device, config, state, data_info)
 
 
-def _finish(run_dir: Path, model: nn.Module, val_set: Dataset[dict[str, Tensor]], loss_fn: Any,
-            device: torch.device, config: RunConfig, state: dict[str, Any],
-            data_info: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    run_dir: Path,
+    model: nn.Module,
+    val_set: Dataset[dict[str, Tensor]],
+    loss_fn: Any,
+    device: torch.device,
+    config: RunConfig,
+    state: dict[str, Any],
+    data_info: dict[str, Any],
+) -> dict[str, Any]:
     """Plots and summary.json; the summary reports the best checkpoint, which export uses."""
     if (run_dir / "metrics.jsonl").exists():
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
@@ -190,8 +226,10 @@ def _finish(run_dir: Path, model: nn.Module, val_set: Dataset[dict[str, Tensor]]
         model.load_state_dict(best["model"])
     _save_samples(model, val_set, device, run_dir / "samples.png")
     summary = {
-        "steps": int(state["step"]), "wall_time_s": round(float(state["wall_time_s"]), 2),
-        "device": str(device), "best_val_loss": float(state["best_val"]),
+        "steps": int(state["step"]),
+        "wall_time_s": round(float(state["wall_time_s"]), 2),
+        "device": str(device),
+        "best_val_loss": float(state["best_val"]),
         "final_validation": evaluate(model, val_set, loss_fn, device, config.optim.batch_size),
         "data": data_info,
     }

@@ -36,6 +36,9 @@ class _Call(nn.Module):
         super().__init__()
         self.model = model
         self.method = method
+        # Graphs are for inference. The exporter restores the wrapper's mode afterwards, recursively,
+        # so a wrapper left in training mode would flip the model back to training mode.
+        self.eval()
 
     def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
         return getattr(self.model, self.method)(*inputs)
@@ -48,19 +51,39 @@ def _conv_plans(model: ConvAutoencoder) -> list[GraphPlan]:
     image = torch.rand(2, cfg.channels, *size)
     fixed = cfg.input_size is not None
     spatial = {0: "batch"} if fixed else {0: "batch", 2: "height", 3: "width"}
-    latent_axes = {0: "batch"} if cfg.dense_latent is not None else {
-        0: "batch", 2: "latent_height", 3: "latent_width"}
-    plans = [GraphPlan("autoencoder", _Call(model, "reconstruct_padded"), (image,), ["image"],
-                       ["reconstruction", "latent"],
-                       {"image": spatial, "reconstruction": spatial, "latent": latent_axes})]
+    latent_axes = (
+        {0: "batch"} if cfg.dense_latent is not None else {0: "batch", 2: "latent_height", 3: "latent_width"}
+    )
+    plans = [
+        GraphPlan(
+            "autoencoder",
+            _Call(model, "reconstruct_padded"),
+            (image,),
+            ["image"],
+            ["reconstruction", "latent"],
+            {"image": spatial, "reconstruction": spatial, "latent": latent_axes},
+        )
+    ]
     if model.has_latent_graphs:
         with torch.no_grad():
             latent = model.encode(image)
         plans += [
-            GraphPlan("encoder", _Call(model, "encode"), (image,), ["image"], ["latent"],
-                      {"image": spatial, "latent": latent_axes}),
-            GraphPlan("decoder", _Call(model, "decode"), (latent,), ["latent"], ["reconstruction"],
-                      {"latent": latent_axes, "reconstruction": spatial}),
+            GraphPlan(
+                "encoder",
+                _Call(model, "encode"),
+                (image,),
+                ["image"],
+                ["latent"],
+                {"image": spatial, "latent": latent_axes},
+            ),
+            GraphPlan(
+                "decoder",
+                _Call(model, "decode"),
+                (latent,),
+                ["latent"],
+                ["reconstruction"],
+                {"latent": latent_axes, "reconstruction": spatial},
+            ),
         ]
     return plans
 
@@ -74,13 +97,30 @@ def _recurrent_plans(model: RecurrentAutoencoder) -> list[GraphPlan]:
     seq = {0: "batch", 1: "time"}
     batch = {0: "batch"}
     return [
-        GraphPlan("autoencoder", _Call(model, "forward_graph"), (series, lengths),
-                  ["sequences", "lengths"], ["reconstruction", "latent"],
-                  {"sequences": seq, "lengths": batch, "reconstruction": seq, "latent": batch}),
-        GraphPlan("encoder", _Call(model, "encode"), (series, lengths), ["sequences", "lengths"],
-                  ["latent"], {"sequences": seq, "lengths": batch, "latent": batch}),
-        GraphPlan("decoder", _Call(model, "decode"), (latent, lengths), ["latent", "lengths"],
-                  ["reconstruction"], {"latent": batch, "lengths": batch, "reconstruction": seq}),
+        GraphPlan(
+            "autoencoder",
+            _Call(model, "forward_graph"),
+            (series, lengths),
+            ["sequences", "lengths"],
+            ["reconstruction", "latent"],
+            {"sequences": seq, "lengths": batch, "reconstruction": seq, "latent": batch},
+        ),
+        GraphPlan(
+            "encoder",
+            _Call(model, "encode"),
+            (series, lengths),
+            ["sequences", "lengths"],
+            ["latent"],
+            {"sequences": seq, "lengths": batch, "latent": batch},
+        ),
+        GraphPlan(
+            "decoder",
+            _Call(model, "decode"),
+            (latent, lengths),
+            ["latent", "lengths"],
+            ["reconstruction"],
+            {"latent": batch, "lengths": batch, "reconstruction": seq},
+        ),
     ]
 
 
@@ -99,15 +139,18 @@ def parity_inputs(model: nn.Module, role: str, seed: int = 0) -> list[dict[str, 
     if isinstance(model, ConvAutoencoder):
         cfg = model.config
         sizes = [cfg.input_size] * 3 if cfg.input_size else [(17, 29), (61, 33), (130, 97)]
-        images = [rng.random((b, cfg.channels, *s), dtype=np.float32) for b, s in zip((1, 3, 2), sizes,
-                                                                                      strict=True)]
+        images = [
+            rng.random((b, cfg.channels, *s), dtype=np.float32) for b, s in zip((1, 3, 2), sizes, strict=True)
+        ]
         padded = [pad_to_multiple(x, cfg.stride_multiple) for x in images]
         if role != "decoder":
             return [{"image": x} for x in padded]
         with torch.no_grad():
             return [{"latent": model.encode(torch.from_numpy(x)).numpy()} for x in padded]
+    if not isinstance(model, RecurrentAutoencoder):
+        raise TypeError(f"no parity inputs for {type(model).__name__}")
     cases = [[5, 3], [300, 150, 1], [1000]]
-    sets = []
+    sets: list[dict[str, np.ndarray]] = []
     for lengths in cases:
         lengths_array = np.asarray(lengths, dtype=np.int64)
         if role == "decoder":

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+LossFn = Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]
 
 
 def image_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -23,7 +26,7 @@ def sequence_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[
     return {"loss": mse, "mse": mse.detach()}
 
 
-def loss_for(data_kind: str):  # type: ignore[no-untyped-def]
+def loss_for(data_kind: str) -> LossFn:
     """The loss function matching a family's data kind."""
     return image_loss if data_kind == "image" else sequence_loss
 

@@ -85,7 +85,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, config: ConvConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config: ConvConfig = config
         widths, blocks = config.widths, config.blocks_per_stage
         ins = (config.channels, *widths[:-1])
         self.down = nn.ModuleList(
@@ -119,8 +119,10 @@ class ConvAutoencoder(nn.Module):
     def _check_size(self, x: Tensor) -> None:
         size = self.config.input_size
         if size is not None and tuple(x.shape[-2:]) != tuple(size):
-            raise ValueError(f"this model has a dense bottleneck and needs {size[0]}x{size[1]} input, "
-                             f"got {x.shape[-2]}x{x.shape[-1]}")
+            raise ValueError(
+                f"this model has a dense bottleneck and needs {size[0]}x{size[1]} input, "
+                f"got {x.shape[-2]}x{x.shape[-1]}"
+            )
 
     def _encode_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         features = []

@@ -59,7 +59,7 @@ class RecurrentAutoencoder(nn.Module):
 
     def __init__(self, config: RecurrentConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config: RecurrentConfig = config
         self.encoder_rnn = _rnn(config, config.features)
         self.to_latent = nn.Linear(config.hidden_size, config.latent_size)
         self.to_state = nn.Linear(config.latent_size, config.num_layers * config.hidden_size)
@@ -77,7 +77,8 @@ class RecurrentAutoencoder(nn.Module):
         layers, hidden = self.config.num_layers, self.config.hidden_size
         h0 = torch.tanh(self.to_state(latent)).view(-1, layers, hidden).transpose(0, 1).contiguous()
         # Broadcasting against a (1, T, 1) tensor keeps T symbolic in the traced graph.
-        steps = torch.arange(lengths.max(), device=latent.device).view(1, -1, 1)
+        max_length = lengths.max()
+        steps = torch.arange(max_length, device=latent.device).view(1, -1, 1)  # type: ignore[call-overload]
         inputs = latent.unsqueeze(1) + torch.zeros_like(steps, dtype=latent.dtype)
         state = (h0, torch.zeros_like(h0)) if self.config.cell == "lstm" else h0
         outputs, _ = self.decoder_rnn(inputs, state)

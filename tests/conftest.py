@@ -1,0 +1,65 @@
+"""Shared fixtures: the real data sets and tiny models trained and exported once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
+BSDS = DATASETS / "images" / "bsds400"
+ECG = DATASETS / "sequences" / "ecg5000" / "ECG5000_TRAIN.txt"
+
+# Tiny but real: trained for a few steps on the shared data, exported through the real exporter.
+TINY_CONV = [
+    "model.family=conv",
+    "model.widths=[8,16]",
+    "model.latent_channels=4",
+    f'data.path="{BSDS}"',
+    "data.crop_size=32",
+    "optim.steps=30",
+    "optim.val_every=15",
+    "optim.batch_size=8",
+]
+TINY_RECURRENT = [
+    "model.family=recurrent",
+    "model.hidden_size=16",
+    "model.latent_size=6",
+    f'data.path="{ECG}"',
+    "optim.steps=30",
+    "optim.val_every=15",
+    "optim.batch_size=16",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [p for p in (BSDS, ECG) if not p.exists()]
+    if missing:
+        raise pytest.UsageError(f"shared datasets not found: {missing}; set AE_DATASETS")
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Run folders of a tiny conv and a tiny recurrent model (trained once per session)."""
+    from training.config import load_config
+    from training.fit import fit
+
+    base = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for name, overrides in (("conv", TINY_CONV), ("recurrent", TINY_RECURRENT)):
+        fit(load_config(None, overrides), base / name, progress=False)
+        runs[name] = base / name
+    return runs
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with `tiny-image` (conv) and `tiny-seq` (recurrent), version 1 each."""
+    from training.export import export_run
+
+    repo = tmp_path_factory.mktemp("models")
+    export_run(tiny_runs["conv"], "tiny-image", repo)
+    export_run(tiny_runs["recurrent"], "tiny-seq", repo)
+    return repo

@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.codecs.image import pad_to_multiple
+from service.manifest import load_manifest, sha256_of
+from training.checkpoint import restore_model
+from training.config import load_config
+from training.export import ExportError, export_run, next_version, verify_symbolic_axes
+from training.fit import fit
+
+PARITY = 1e-4  # max abs diff allowed between ONNX Runtime and torch
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _symbolic(value):
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_export_writes_graphs_and_a_valid_manifest(tiny_models):
+    for name, family, task in (("tiny-image", "conv", "reconstruct"), ("tiny-seq", "recurrent", "embed")):
+        folder = tiny_models / name / "1"
+        manifest = load_manifest(folder)
+        assert (manifest.family, manifest.task, manifest.version) == (family, task, 1)
+        assert sorted(manifest.graphs) == ["autoencoder", "decoder", "encoder"]
+        assert manifest.operations == ["encode", "decode", "reconstruct"]
+        assert manifest.parity_max_abs_diff <= PARITY
+        assert manifest.training.steps == 30 and manifest.training.final_validation["loss"] > 0
+        for graph in manifest.graphs.values():
+            assert sha256_of(folder / graph.file) == graph.sha256
+
+
+def test_image_graph_axes_are_symbolic(tiny_models):
+    graph = onnx.load(str(tiny_models / "tiny-image/1/autoencoder.onnx")).graph
+    assert _symbolic(graph.input[0]) == ["batch", 3, "height", "width"]
+    assert _symbolic(graph.output[0]) == ["batch", 3, "height", "width"]
+    graph = onnx.load(str(tiny_models / "tiny-seq/1/decoder.onnx")).graph
+    assert _symbolic(graph.output[0]) == ["batch", "time", 1]
+
+
+@pytest.mark.parametrize(("batch", "height", "width"), [(1, 31, 45), (3, 7, 129), (2, 200, 16)])
+def test_image_parity_at_new_sizes(tiny_runs, tiny_models, batch, height, width):
+    model, _, _ = restore_model(tiny_runs["conv"])
+    image = np.random.default_rng(1).random((batch, 3, height, width), dtype=np.float32)
+    padded = pad_to_multiple(image, model.config.stride_multiple)
+    got = _session(tiny_models / "tiny-image/1/autoencoder.onnx").run(None, {"image": padded})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(image))["x_hat"].numpy()
+    assert np.abs(got[..., :height, :width] - want).max() <= PARITY
+
+
+@pytest.mark.parametrize("lengths", [[3], [500, 2, 77], [1500, 1500]], ids=str)
+def test_sequence_parity_at_far_lengths(tiny_runs, tiny_models, lengths):
+    model, _, _ = restore_model(tiny_runs["recurrent"])
+    rng = np.random.default_rng(2)
+    series = rng.standard_normal((len(lengths), max(lengths), 1)).astype(np.float32)
+    lengths_array = np.asarray(lengths, dtype=np.int64)
+    recon, latent = _session(tiny_models / "tiny-seq/1/autoencoder.onnx").run(
+        None, {"sequences": series, "lengths": lengths_array}
+    )
+    with torch.no_grad():
+        out = model(torch.from_numpy(series), torch.from_numpy(lengths_array))
+    assert recon.shape == (len(lengths), max(lengths), 1)
+    assert np.abs(latent - out["latent"].numpy()).max() <= PARITY
+    assert np.abs(recon - out["x_hat"].numpy()).max() <= PARITY
+
+
+def test_versions_increment_and_are_immutable(tiny_runs, tmp_path):
+    first = export_run(tiny_runs["recurrent"], "m", tmp_path)
+    second = export_run(tiny_runs["recurrent"], "m", tmp_path, task="reconstruct")
+    assert (first.name, second.name) == ("1", "2") and next_version(tmp_path / "m") == 3
+    assert json.loads((second / "model.json").read_text())["task"] == "reconstruct"
+    with pytest.raises(FileExistsError):
+        export_run(tiny_runs["recurrent"], "m", tmp_path, version=1)
+
+
+def test_dense_and_skip_models_export_what_they_can(tmp_path):
+    dense = [
+        "model.family=conv",
+        "model.widths=[8,16]",
+        "model.dense_latent=16",
+        "model.input_size=[32,32]",
+        "data.crop_size=32",
+        "optim.steps=2",
+        "optim.val_every=2",
+    ]
+    skip = [
+        "model.family=conv",
+        "model.widths=[8,16]",
+        "model.skip_connections=true",
+        "model.residual=true",
+        "data.crop_size=32",
+        "data.noise_sigma=[0,50]",
+        "optim.steps=2",
+        "optim.val_every=2",
+    ]
+    from tests.conftest import BSDS
+
+    for name, overrides in (("dense", dense), ("skip", skip)):
+        fit(load_config(None, [*overrides, f'data.path="{BSDS}"']), tmp_path / name, progress=False)
+        export_run(tmp_path / name, name, tmp_path / "models")
+    dense_manifest = load_manifest(tmp_path / "models/dense/1")
+    assert dense_manifest.input.fixed_size == (32, 32)
+    assert dense_manifest.latent.shape == [16]
+    skip_manifest = load_manifest(tmp_path / "models/skip/1")
+    assert skip_manifest.task == "denoise" and skip_manifest.operations == ["reconstruct"]
+    image = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    out = _session(tmp_path / "models/dense/1/autoencoder.onnx").run(None, {"image": image})[0]
+    assert out.shape == (2, 3, 32, 32)
+
+
+def test_a_baked_axis_is_caught(tmp_path):
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(
+        torch.nn.Identity(),
+        (torch.rand(2, 3),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        output_names=["y"],
+    )
+    with pytest.raises(ExportError, match="baked in"):
+        verify_symbolic_axes(path, {"x": {0: "batch"}})

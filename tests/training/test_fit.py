@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from tests.conftest import TINY_RECURRENT
+from training.checkpoint import LATEST, load_checkpoint, restore_model
+from training.config import load_config
+from training.fit import fit
+
+
+def _val_losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in records if r["split"] == "val"]
+
+
+@pytest.mark.parametrize("family", ["conv", "recurrent"])
+def test_tiny_training_on_shared_data_lowers_validation_loss(tiny_runs, family):
+    run_dir = tiny_runs[family]
+    losses = _val_losses(run_dir)
+    assert len(losses) == 3  # step 0 (untrained), 15, 30
+    assert min(losses[1:]) < losses[0]
+    for artefact in (
+        "config.json",
+        "checkpoint.pt",
+        "best.pt",
+        "summary.json",
+        "loss_curves.png",
+        "samples.png",
+    ):
+        assert (run_dir / artefact).is_file(), artefact
+
+
+def test_checkpoint_rebuilds_the_model(tiny_runs):
+    _, config, state = restore_model(tiny_runs["recurrent"])
+    assert config.model.latent_size == 6
+    assert state["step"] <= 30 and "optimizer" in state
+
+
+def test_seeded_runs_repeat_and_resume_continues(tmp_path):
+    overrides = [*TINY_RECURRENT, "optim.steps=10", "optim.val_every=5", "optim.checkpoint_every=5"]
+    first = fit(load_config(None, overrides), tmp_path / "a", progress=False)
+    second = fit(load_config(None, overrides), tmp_path / "b", progress=False)
+    assert first["final_validation"] == second["final_validation"]
+    resumed = fit(
+        load_config(None, [*overrides[:-3], "optim.steps=20", "optim.val_every=5"]),
+        tmp_path / "a",
+        resume=True,
+        progress=False,
+    )
+    assert resumed["steps"] == 20
+    assert load_checkpoint(tmp_path / "a" / LATEST)["step"] == 20
+    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 20
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(["model.family=conv", "model.depth=3"], "unknown ConvConfig keys: depth", id="typo"),
+        pytest.param(["optim.steps=10"], "needs a `family`", id="no-family"),
+        pytest.param(["model.family=conv", "oops=1"], "section.key", id="no-section"),
+    ],
+)
+def test_config_errors_are_clear(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)

@@ -1,0 +1,92 @@
+"""`ae-train`: fit a model from a config, export a run to the model repository.
+
+ae-train fit configs/ecg-embed.toml --set optim.steps=500 --run-dir runs/ecg
+ae-train fit configs/ecg-embed.toml --run-dir runs/ecg --resume
+ae-train export runs/ecg --name ecg-embed --models-dir models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.config import load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ae-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="train a model")
+    fit.add_argument("config", type=Path, nargs="?", help="TOML config ([model], [data], [optim])")
+    fit.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (JSON value), repeatable",
+    )
+    fit.add_argument("--run-dir", type=Path, default=None, help="default: runs/<config name>")
+    fit.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    fit.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path.cwd(),
+        help="relative data paths resolve against this (default: current directory)",
+    )
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+
+    export = commands.add_parser("export", help="export a run to models/NAME/VERSION/")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--name", required=True, help="model name (kebab-case)")
+    export.add_argument("--models-dir", type=Path, default=Path("models"))
+    export.add_argument("--version", type=int, default=None, help="default: the next free integer")
+    export.add_argument("--task", choices=["compress", "denoise", "embed", "reconstruct"], default=None)
+    export.add_argument("--max-length", type=int, default=4096, help="longest series the service accepts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (tests call it with an argv list)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "fit":
+            config = load_config(args.config, args.overrides)
+            name = args.config.stem if args.config else config.model.family
+            run_dir = args.run_dir or Path("runs") / name
+            from training.fit import fit  # torch is imported only when a command needs it
+
+            summary = fit(
+                config, run_dir, root=args.data_root, resume=args.resume, progress=not args.no_progress
+            )
+            print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+        else:
+            from training.export import export_run
+
+            out = export_run(
+                args.run_dir, args.name, args.models_dir, args.version, args.task, args.max_length
+            )
+            manifest = json.loads((out / "model.json").read_text())
+            print(
+                json.dumps(
+                    {
+                        "exported": str(out),
+                        "graphs": sorted(manifest["graphs"]),
+                        "parity_max_abs_diff": manifest["parity_max_abs_diff"],
+                    },
+                    indent=2,
+                )
+            )
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"ae-train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
