@@ -23,6 +23,18 @@ TINY_CONV = [
     "optim.val_every=15",
     "optim.batch_size=8",
 ]
+TINY_SKIP = [
+    "model.family=conv",
+    "model.widths=[8,16]",
+    "model.skip_connections=true",
+    "model.residual=true",
+    f'data.path="{BSDS}"',
+    "data.crop_size=32",
+    "data.noise_sigma=[0,50]",
+    "optim.steps=4",
+    "optim.val_every=2",
+    "optim.batch_size=4",
+]
 TINY_RECURRENT = [
     "model.family=recurrent",
     "model.hidden_size=16",
@@ -48,7 +60,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     base = tmp_path_factory.mktemp("runs")
     runs = {}
-    for name, overrides in (("conv", TINY_CONV), ("recurrent", TINY_RECURRENT)):
+    for name, overrides in (("conv", TINY_CONV), ("recurrent", TINY_RECURRENT), ("skip", TINY_SKIP)):
         fit(load_config(None, overrides), base / name, progress=False)
         runs[name] = base / name
     return runs
@@ -56,10 +68,12 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model repository with `tiny-image` (conv) and `tiny-seq` (recurrent), version 1 each."""
+    """A repository: `tiny-image` (conv), `tiny-seq` (recurrent, versions 1 and 2), `tiny-denoise` (skips)."""
     from training.export import export_run
 
     repo = tmp_path_factory.mktemp("models")
     export_run(tiny_runs["conv"], "tiny-image", repo)
     export_run(tiny_runs["recurrent"], "tiny-seq", repo)
+    export_run(tiny_runs["recurrent"], "tiny-seq", repo, task="reconstruct")
+    export_run(tiny_runs["skip"], "tiny-denoise", repo)
     return repo

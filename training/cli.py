@@ -61,16 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.run_dir or Path("runs") / name
             from training.fit import fit  # torch is imported only when a command needs it
 
-            summary = fit(
-                config, run_dir, root=args.data_root, resume=args.resume, progress=not args.no_progress
-            )
+            summary = fit(config, run_dir, root=args.data_root, resume=args.resume, progress=not args.no_progress)
             print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
         else:
             from training.export import export_run
 
-            out = export_run(
-                args.run_dir, args.name, args.models_dir, args.version, args.task, args.max_length
-            )
+            out = export_run(args.run_dir, args.name, args.models_dir, args.version, args.task, args.max_length)
             manifest = json.loads((out / "model.json").read_text())
             print(
                 json.dumps(

@@ -105,9 +105,7 @@ def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
                 raise ExportError(f"{path.name}: ONNX shape {got.shape} != torch {tuple(want.shape)}")
             worst = max(worst, float(np.abs(got - want.numpy()).max()))
     if worst > PARITY_TOLERANCE:
-        raise ExportError(
-            f"{path.name}: ONNX Runtime differs from torch by {worst:.3g} (> {PARITY_TOLERANCE})"
-        )
+        raise ExportError(f"{path.name}: ONNX Runtime differs from torch by {worst:.3g} (> {PARITY_TOLERANCE})")
     return worst
 
 
@@ -124,14 +122,10 @@ def _input_and_latent(
         f = cfg.stride_multiple
         if cfg.dense_latent is not None:
             return image, LatentSpec(kind="vector", shape=[cfg.dense_latent])
-        return image, LatentSpec(
-            kind="spatial", shape=[cfg.latent_channels, f"height/{f}", f"width/{f}"], downsample=f
-        )
+        return image, LatentSpec(kind="spatial", shape=[cfg.latent_channels, f"height/{f}", f"width/{f}"], downsample=f)
     assert isinstance(model, RecurrentAutoencoder)
     normalization = SequenceNormalization.model_validate(data_info["normalization"])
-    sequence = SequenceInputSpec(
-        features=model.config.features, normalization=normalization, max_length=max_length
-    )
+    sequence = SequenceInputSpec(features=model.config.features, normalization=normalization, max_length=max_length)
     return sequence, LatentSpec(kind="vector", shape=[model.config.latent_size])
 
 
@@ -173,9 +167,7 @@ def export_run(
             )
         summary_path = run_dir / "summary.json"
         final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
-        manifest = _manifest(
-            model, config.to_dict(), state, final, name, version, task, max_length, graphs, worst
-        )
+        manifest = _manifest(model, config.to_dict(), state, final, name, version, task, max_length, graphs, worst)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load

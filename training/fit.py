@@ -93,9 +93,7 @@ def _log(run_dir: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _save_samples(
-    model: nn.Module, dataset: Dataset[dict[str, Tensor]], device: torch.device, out: Path
-) -> None:
+def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device: torch.device, out: Path) -> None:
     items = [dataset[i] for i in range(min(6, len(dataset)))]  # type: ignore[arg-type]
     batch = _to(collate(items), device)
     model.eval()
@@ -160,9 +158,7 @@ def fit(
         )
 
     batches = _forever(loader)
-    bar = tqdm(
-        total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step", dynamic_ncols=True
-    )
+    bar = tqdm(total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step", dynamic_ncols=True)
     started, window = time.perf_counter() - float(state["wall_time_s"]), []
     model.train()
     val: dict[str, float] = {}

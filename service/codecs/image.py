@@ -1,8 +1,68 @@
-"""Images <-> arrays: padding to the model's stride multiple and cropping back."""
+"""Images <-> arrays: decode any common format to the model's channels, encode the answer, pad and crop.
+
+Decoding is defensive: the pixel count is read from the header and checked before any pixel is
+decoded (so a decompression bomb costs nothing), and every Pillow failure becomes a DecodingError.
+"""
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import DecodingError, InvalidInputError, NotAcceptableError, PayloadTooLargeError
+
+# Response formats by MIME type -> Pillow format name.
+OUTPUT_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+# Pillow's own bomb check is replaced by ours (a configured limit, a 413 rather than a warning).
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _to_model_channels(image: Image.Image, channels: int) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1] from any mode: 16-bit, CMYK, palette, RGBA, LA, 1-bit."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # Pillow's 16-bit -> 8-bit convert clips instead of scaling; scale ourselves and keep precision.
+        gray = np.asarray(image, dtype=np.float32) / 65535.0
+        gray = np.clip(gray, 0.0, 1.0)[None]
+        return gray if channels == 1 else np.repeat(gray, 3, axis=0)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # keeps palette transparency from turning into random colours
+    converted = image.convert("L" if channels == 1 else "RGB")
+    array = np.asarray(converted, dtype=np.float32) / 255.0
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def decode_image(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
+    """Encoded image bytes -> (C, H, W) float32 in [0, 1], EXIF orientation applied."""
+    if not data:
+        raise DecodingError("the request body is empty; send an encoded image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns on odd EXIF; the image itself may be fine
+            opened = Image.open(io.BytesIO(data))
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise PayloadTooLargeError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+            opened.seek(0)  # first frame of an animation
+            image = ImageOps.exif_transpose(opened)
+            return _to_model_channels(image, channels)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DecodingError(f"the body is not a decodable image ({type(error).__name__})") from error
+    except Image.DecompressionBombError as error:  # pragma: no cover - disabled above, kept as a guard
+        raise PayloadTooLargeError("image exceeds the decoder's pixel limit") from error
+
+
+def check_fixed_size(image: np.ndarray, fixed_size: tuple[int, int] | None) -> None:
+    """A dense-bottleneck model takes one size only; others are refused, never resized."""
+    if fixed_size is not None and tuple(image.shape[-2:]) != tuple(fixed_size):
+        raise InvalidInputError(
+            f"this model takes {fixed_size[0]}x{fixed_size[1]} images only (height x width); "
+            f"got {image.shape[-2]}x{image.shape[-1]}"
+        )
 
 
 def pad_to_multiple(batch: np.ndarray, multiple: int) -> np.ndarray:
@@ -16,3 +76,27 @@ def pad_to_multiple(batch: np.ndarray, multiple: int) -> np.ndarray:
     if pad_h == 0 and pad_w == 0:
         return batch
     return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")
+
+
+def choose_image_format(accept: str | None) -> str:
+    """The response MIME type from an Accept header (PNG unless another supported type is asked for)."""
+    if not accept:
+        return "image/png"
+    for part in accept.split(","):
+        mime = part.split(";")[0].strip().lower()
+        if mime in OUTPUT_FORMATS:
+            return mime
+        if mime in ("*/*", "image/*"):
+            return "image/png"
+    raise NotAcceptableError(f"cannot answer {accept!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+
+
+def encode_image(image: np.ndarray, mime: str, png_level: int) -> bytes:
+    """(C, H, W) float in [0, 1] -> encoded bytes (PNG at a fast zlib level by default)."""
+    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    pil = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    out = io.BytesIO()
+    fmt = OUTPUT_FORMATS[mime]
+    options = {"compress_level": png_level} if fmt == "PNG" else {"quality": 95}
+    pil.save(out, format=fmt, **options)
+    return out.getvalue()

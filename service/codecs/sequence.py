@@ -83,7 +83,6 @@ def parse_sequences(raw: Any, spec: SequenceInputSpec, max_batch: int) -> list[n
     for i, item in enumerate(series):
         if not spec.min_length <= len(item) <= spec.max_length:
             raise InvalidInputError(
-                f"sequences[{i}] has {len(item)} steps; this model accepts "
-                f"{spec.min_length} to {spec.max_length}"
+                f"sequences[{i}] has {len(item)} steps; this model accepts {spec.min_length} to {spec.max_length}"
             )
     return series

@@ -12,10 +12,7 @@ def test_fit_then_export_end_to_end(tmp_path, capsys):
         f'[model]\nfamily = "recurrent"\ncell = "gru"\nhidden_size = 8\nlatent_size = 4\n'
         f'[data]\npath = "{ECG}"\nclasses = [1]\n[optim]\nsteps = 8\nval_every = 4\n'
     )
-    assert (
-        main(["fit", str(config), "--set", "optim.batch_size=8", "--run-dir", str(run_dir), "--no-progress"])
-        == 0
-    )
+    assert main(["fit", str(config), "--set", "optim.batch_size=8", "--run-dir", str(run_dir), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 8 and summary["data"]["train_series"] > 0
     assert (
@@ -40,9 +37,7 @@ def test_fit_then_export_end_to_end(tmp_path, capsys):
 
 
 def test_errors_exit_2_with_a_message(tmp_path, capsys):
-    assert (
-        main(["fit", "--set", "model.family=conv", "--set", "model.depth=2", "--run-dir", str(tmp_path)]) == 2
-    )
+    assert main(["fit", "--set", "model.family=conv", "--set", "model.depth=2", "--run-dir", str(tmp_path)]) == 2
     assert "unknown ConvConfig keys: depth" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), "--name", "x"]) == 2
     assert "no checkpoint" in capsys.readouterr().err

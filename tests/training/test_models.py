@@ -57,9 +57,7 @@ def test_skip_model_has_no_standalone_decoder():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_recurrent_shapes_with_mixed_lengths(cell):
-    model = RecurrentAutoencoder(
-        RecurrentConfig(features=3, cell=cell, hidden_size=16, latent_size=5, num_layers=2)
-    )
+    model = RecurrentAutoencoder(RecurrentConfig(features=3, cell=cell, hidden_size=16, latent_size=5, num_layers=2))
     lengths = torch.tensor([40, 7, 1])
     out = model(torch.randn(3, 40, 3), lengths)
     assert out["x_hat"].shape == (3, 40, 3)

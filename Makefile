@@ -1,0 +1,40 @@
+# Two entry points: `make run` (the service on the committed models) and `make test` (lint, types, tests).
+PYTHON ?= python3
+SERVE_VENV := .venv-serve
+DEV_VENV := .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint typecheck pytest clean
+
+# The service environment: runtime dependencies only (no torch), as in the container.
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install --quiet --upgrade pip
+	$(SERVE_VENV)/bin/pip install --quiet .
+	touch $@
+
+# The development environment: the service plus training (torch==2.13.0, CPU) and dev tools.
+$(DEV_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEV_VENV)
+	$(DEV_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEV_VENV)/bin/pip install --quiet -e ".[train,dev]"
+	touch $@
+
+run: $(SERVE_VENV)/.installed
+	$(SERVE_VENV)/bin/ae-serve --repository models --host $(HOST) --port $(PORT)
+
+lint: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/ruff check training service tests
+	$(DEV_VENV)/bin/ruff format --check training service tests
+
+typecheck: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/mypy
+
+pytest: $(DEV_VENV)/.installed
+	$(DEV_VENV)/bin/python -m pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(SERVE_VENV) $(DEV_VENV) .pytest_cache .mypy_cache .ruff_cache

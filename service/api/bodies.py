@@ -1,0 +1,82 @@
+"""Request bodies by content type: raw images, multipart uploads, JSON, latents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from service.api.deps import read_body
+from service.codecs.json_body import parse_json
+from service.codecs.latent import NPY_MIME, latent_from_json, latent_from_npy
+from service.config import Settings
+from service.errors import DecodingError, InvalidInputError, UnsupportedMediaTypeError
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff", "image/gif")
+
+
+def media_type(request: Request) -> str:
+    """The bare, lower-cased media type of the request ('' when absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def image_bytes(request: Request, settings: Settings) -> bytes:
+    """Image bytes from a raw `image/*` body or a multipart form's `file` field."""
+    kind = media_type(request)
+    if kind.startswith("image/"):
+        return await read_body(request, settings.max_body_bytes)
+    if kind == "multipart/form-data":
+        body = await read_body(request, settings.max_body_bytes)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+        except Exception as error:  # starlette raises several types for malformed multipart
+            raise DecodingError("malformed multipart form") from error
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInputError("the multipart form needs a `file` field holding the image")
+        return await upload.read()
+    raise UnsupportedMediaTypeError(
+        f"send an image ({', '.join(IMAGE_TYPES)}) or multipart/form-data with a `file` field; got {kind or 'none'}"
+    )
+
+
+async def json_body(request: Request, settings: Settings) -> Any:
+    """A JSON body (Content-Type application/json required)."""
+    kind = media_type(request)
+    if kind != "application/json":
+        raise UnsupportedMediaTypeError(f"send Content-Type: application/json; got {kind or 'none'}")
+    return parse_json(await read_body(request, settings.max_body_bytes))
+
+
+def _size_from_headers(request: Request) -> tuple[int, int] | None:
+    height, width = request.headers.get("x-image-height"), request.headers.get("x-image-width")
+    if height is None and width is None:
+        return None
+    if not (height and width and height.isdigit() and width.isdigit()):
+        raise InvalidInputError("X-Image-Height and X-Image-Width must both be positive integers")
+    return int(height), int(width)
+
+
+def _size_from_json(payload: dict[str, Any]) -> tuple[int, int] | None:
+    size = payload.get("image_size")
+    if size is None:
+        return None
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise InvalidInputError("image_size must be [height, width] with positive integers")
+    return size[0], size[1]
+
+
+async def latent_body(request: Request, settings: Settings) -> tuple[Any, tuple[int, int] | None]:
+    """(latent array, optional original size) from JSON or `.npy` (size then from X-Image-* headers)."""
+    kind = media_type(request)
+    if kind == NPY_MIME:
+        return latent_from_npy(await read_body(request, settings.max_body_bytes)), _size_from_headers(request)
+    if kind == "application/json":
+        payload = parse_json(await read_body(request, settings.max_body_bytes))
+        return latent_from_json(payload), _size_from_json(payload) if isinstance(payload, dict) else None
+    raise UnsupportedMediaTypeError(f"send the latent as application/json or {NPY_MIME}; got {kind or 'none'}")

@@ -1,0 +1,117 @@
+"""encode, decode and reconstruct, for the default version and for an explicit one.
+
+Each route: check the model offers the operation (409 first, before reading a byte), read the body
+for the model's input kind, run the pipeline in the thread pool, answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service import pipelines
+from service.api.bodies import image_bytes, json_body, latent_body
+from service.api.deps import ModelDep, SettingsDep
+from service.api.openapi import DECODE_DOC, ENCODE_DOC, RECONSTRUCT_DOC
+from service.codecs.image import choose_image_format
+from service.codecs.latent import NPY_MIME, latent_to_json, latent_to_npy
+from service.errors import InvalidInputError
+from service.manifest import ImageInputSpec
+from service.repository import LoadedModel
+from service.schemas import (
+    DecodedSequencesResponse,
+    EmbeddingsResponse,
+    LatentResponse,
+    ReconstructionsResponse,
+)
+
+router = APIRouter(tags=["inference"])
+
+
+def _is_image(model: LoadedModel) -> bool:
+    return isinstance(model.manifest.input, ImageInputSpec)
+
+
+def _ids(model: LoadedModel) -> dict[str, Any]:
+    return {"model": model.manifest.name, "version": model.manifest.version}
+
+
+def _sequences_of(payload: Any) -> Any:
+    if not isinstance(payload, dict) or "sequences" not in payload:
+        raise InvalidInputError('the body must be an object {"sequences": [...]}')
+    return payload["sequences"]
+
+
+async def encode(request: Request, model: ModelDep, settings: SettingsDep) -> Response:
+    """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
+    model.engine_for("encode")
+    if _is_image(model):
+        accept = request.headers.get("accept", "")
+        data = await image_bytes(request, settings)
+        latent, (height, width) = await run_in_threadpool(pipelines.image_encode, model, data, settings)
+        if NPY_MIME in accept:
+            headers = {"X-Image-Height": str(height), "X-Image-Width": str(width)}
+            return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
+        body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
+        return Response(body.model_dump_json(), media_type="application/json")
+    raw = _sequences_of(await json_body(request, settings))
+    embeddings = await run_in_threadpool(pipelines.sequence_encode, model, raw, settings)
+    return Response(
+        EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(),
+        media_type="application/json",
+    )
+
+
+async def decode(request: Request, model: ModelDep, settings: SettingsDep) -> Response:
+    """Image from a latent (JSON or .npy), or series from embeddings and lengths."""
+    model.engine_for("decode")
+    if _is_image(model):
+        mime = choose_image_format(request.headers.get("accept"))
+        latent, size = await latent_body(request, settings)
+        data = await run_in_threadpool(pipelines.image_decode, model, latent, size, mime, settings)
+        return Response(data, media_type=mime)
+    payload = await json_body(request, settings)
+    if not isinstance(payload, dict) or "embeddings" not in payload or "lengths" not in payload:
+        raise InvalidInputError('the body must be an object {"embeddings": [[...]], "lengths": [...]}')
+    series = await run_in_threadpool(
+        pipelines.sequence_decode, model, payload["embeddings"], payload["lengths"], settings
+    )
+    return Response(
+        DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(),
+        media_type="application/json",
+    )
+
+
+async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep) -> Response:
+    """Image in, image of the same size out; or series in, reconstructions and per-series errors out."""
+    model.engine_for("reconstruct")
+    if _is_image(model):
+        mime = choose_image_format(request.headers.get("accept"))
+        data = await image_bytes(request, settings)
+        return Response(
+            await run_in_threadpool(pipelines.image_reconstruct, model, data, mime, settings), media_type=mime
+        )
+    raw = _sequences_of(await json_body(request, settings))
+    recons, errors = await run_in_threadpool(pipelines.sequence_reconstruct, model, raw, settings)
+    body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+for _prefix in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}"):
+    _versioned = "{version}" in _prefix
+    for _operation, _endpoint, _doc in (
+        ("encode", encode, ENCODE_DOC),
+        ("decode", decode, DECODE_DOC),
+        ("reconstruct", reconstruct, RECONSTRUCT_DOC),
+    ):
+        router.add_api_route(
+            f"{_prefix}/{_operation}",
+            _endpoint,
+            methods=["POST"],
+            summary=f"{_operation.capitalize()} ({'a given version' if _versioned else 'the default version'})",
+            operation_id=f"{_operation}{'_version' if _versioned else ''}",
+            response_class=Response,
+            **_doc,
+        )

@@ -1,0 +1,42 @@
+"""Service settings: one `Settings` object, read from `AE_*` environment variables once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the README's settings table for what each one does."""
+
+    model_config = SettingsConfigDict(env_prefix="AE_", env_file=None, extra="ignore")
+
+    # Model repository
+    repository: Path = Path("models")
+    # A broken model is skipped with a logged reason; set true to refuse to start instead.
+    strict_models: bool = False
+
+    # ONNX Runtime: providers in preference order; unavailable ones are skipped and the ones in use reported.
+    providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    intra_op_threads: int = Field(default=0, ge=0, description="0 lets ONNX Runtime decide")
+    inter_op_threads: int = Field(default=0, ge=0)
+    graph_optimization: GraphOptimization = "all"
+
+    # Limits
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=16_777_216, ge=1, description="width * height (4096 x 4096)")
+    max_batch_sequences: int = Field(default=256, ge=1)
+
+    # Responses
+    png_compress_level: int = Field(default=1, ge=0, le=9, description="zlib level; 1 is fast")
+
+    # HTTP server (ae-serve)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default=1, ge=1)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

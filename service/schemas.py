@@ -1,0 +1,117 @@
+"""Request and response schemas (and their OpenAPI examples)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.manifest import ImageInputSpec, LatentSpec, SequenceInputSpec
+
+
+class ErrorDetail(BaseModel):
+    """A stable machine-readable code and a human message."""
+
+    code: str = Field(examples=["invalid_input"])
+    message: str = Field(examples=["sequences[0] holds NaN or Inf"])
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer has this body."""
+
+    error: ErrorDetail
+
+
+class LiveResponse(BaseModel):
+    """The process is up."""
+
+    status: str = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """Models loaded and warmed (503 with the same body until then)."""
+
+    ready: bool
+    models: int
+    failures: dict[str, str] = Field(default_factory=dict, description="model/version -> why it was skipped")
+
+
+class ModelVersionInfo(BaseModel):
+    """One servable version."""
+
+    version: int
+    task: str
+    family: str
+    input: ImageInputSpec | SequenceInputSpec
+    latent: LatentSpec
+    operations: list[str]
+    providers: list[str] = Field(description="ONNX Runtime providers actually in use")
+    parity_max_abs_diff: float
+    training: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    """A model and all its loaded versions; `default_version` is the highest."""
+
+    name: str
+    default_version: int
+    versions: list[ModelVersionInfo]
+
+
+class ModelsResponse(BaseModel):
+    """Every loaded model."""
+
+    models: list[ModelInfo]
+
+
+class LatentResponse(BaseModel):
+    """A latent as JSON: base64 of little-endian float32 values in C order."""
+
+    shape: list[int] = Field(examples=[[12, 8, 8]])
+    dtype: str = "float32"
+    data: str = Field(description="base64, little-endian float32", examples=["AACAPwAAAEA="])
+    image_size: list[int] | None = Field(
+        default=None,
+        description="original [height, width]; send it back to decode to crop",
+        examples=[[61, 64]],
+    )
+    model: str
+    version: int
+
+
+class SequencesRequest(BaseModel):
+    """A batch of variable-length series: lists of numbers, or lists of feature vectors."""
+
+    sequences: list[list[float] | list[list[float]]] = Field(examples=[[[0.1, 0.5, 0.9, 0.4], [1.0, 0.8, 0.2]]])
+
+
+class DecodeSequencesRequest(BaseModel):
+    """Embeddings to turn back into series of the given lengths."""
+
+    embeddings: list[list[float]]
+    lengths: list[int]
+
+
+class EmbeddingsResponse(BaseModel):
+    """One embedding per input series."""
+
+    embeddings: list[list[float]]
+    model: str
+    version: int
+
+
+class ReconstructionsResponse(BaseModel):
+    """Reconstructions in the caller's units, and per-series errors (MSE after normalisation)."""
+
+    reconstructions: list[list[float] | list[list[float]]]
+    errors: list[float] = Field(description="per-series reconstruction error; usable as an anomaly score")
+    model: str
+    version: int
+
+
+class DecodedSequencesResponse(BaseModel):
+    """Series decoded from embeddings (normalised units unless the model uses dataset statistics)."""
+
+    reconstructions: list[list[float] | list[list[float]]]
+    model: str
+    version: int

@@ -1,0 +1,88 @@
+import json
+import shutil
+from http import HTTPStatus
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from service.repository import ModelLoadError
+from tests.service.conftest import service_settings
+
+
+def test_live_and_ready(client):
+    assert client.get("/health/live").json() == {"status": "ok"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == HTTPStatus.OK
+    assert ready.json() == {"ready": True, "models": 4, "failures": {}}
+
+
+def test_list_and_describe_models(client):
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert sorted(models) == ["tiny-denoise", "tiny-image", "tiny-seq"]
+    seq = client.get("/v1/models/tiny-seq").json()
+    assert seq["default_version"] == 2
+    assert [v["task"] for v in seq["versions"]] == ["embed", "reconstruct"]
+    image = models["tiny-image"]["versions"][0]
+    assert image["operations"] == ["encode", "decode", "reconstruct"]
+    assert image["providers"] == ["CPUExecutionProvider"]
+    assert image["input"]["stride_multiple"] == 4 and image["latent"]["kind"] == "spatial"
+    assert models["tiny-denoise"]["versions"][0]["operations"] == ["reconstruct"]
+
+
+def test_unknown_model_is_404(client):
+    response = client.get("/v1/models/missing")
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_openapi_documents_every_operation_with_examples(client):
+    spec = client.get("/openapi.json").json()
+    for op in ("encode", "decode", "reconstruct"):
+        for path in (f"/v1/models/{{name}}/{op}", f"/v1/models/{{name}}/versions/{{version}}/{op}"):
+            post = spec["paths"][path]["post"]
+            content = post["requestBody"]["content"]
+            assert "application/json" in content
+            assert "example" in content["application/json"] or "examples" in content["application/json"]
+            assert {"200", "404", "409", "422"} <= set(post["responses"])
+
+
+def _copy_repo(tiny_models, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_models, repo)
+    return repo
+
+
+def test_a_broken_model_is_skipped_with_its_reason(tiny_models, tmp_path):
+    repo = _copy_repo(tiny_models, tmp_path)
+    (repo / "tiny-image/1/decoder.onnx").write_bytes(b"tampered")
+    manifest = repo / "tiny-denoise/1/model.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "dance"}))
+    with TestClient(create_app(service_settings(repo))) as client:
+        ready = client.get("/health/ready").json()
+        assert ready["ready"] is True and ready["models"] == 2
+        assert "sha256" in ready["failures"]["tiny-image/1"]
+        assert "invalid model.json" in ready["failures"]["tiny-denoise/1"]
+        assert client.post("/v1/models/tiny-image/reconstruct").status_code == HTTPStatus.NOT_FOUND
+
+
+def test_strict_mode_refuses_to_start(tiny_models, tmp_path):
+    repo = _copy_repo(tiny_models, tmp_path)
+    (repo / "tiny-seq/2/encoder.onnx").unlink()
+    with (
+        pytest.raises(ModelLoadError, match=r"missing graph file encoder\.onnx"),
+        TestClient(create_app(service_settings(repo, strict_models=True))),
+    ):
+        pass
+
+
+def test_not_ready_is_503_and_shutdown_clears_readiness(tiny_models):
+    app = create_app(service_settings(tiny_models))
+    client = TestClient(app)
+    # Before the lifespan has run, nothing is loaded.
+    response = client.post("/v1/models/tiny-seq/encode", json={"sequences": [[1, 2]]})
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["error"]["code"] == "not_ready"
+    with client:
+        assert client.get("/health/ready").status_code == HTTPStatus.OK
+    assert app.state.service.ready is False
