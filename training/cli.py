@@ -48,7 +48,23 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=None, help="default: the next free integer")
     export.add_argument("--task", choices=["compress", "denoise", "embed", "reconstruct"], default=None)
     export.add_argument("--max-length", type=int, default=4096, help="longest series the service accepts")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate served models against classical baselines")
+    kinds = evaluate.add_subparsers(dest="kind", required=True)
+    embeddings = kinds.add_parser("embeddings", help="1-NN accuracy of embeddings; anomaly ROC AUC")
+    embeddings.add_argument("--data", type=Path, required=True, help="labelled series (UCR text or JSON Lines)")
+    embeddings.add_argument("--model", type=Path, default=Path("models/ecg-embed"))
+    embeddings.add_argument("--anomaly-model", type=Path, default=Path("models/ecg-anomaly"))
+    embeddings.add_argument("--no-anomaly", action="store_true", help="skip the anomaly evaluation")
+    embeddings.add_argument("--out", type=Path, default=Path("docs/evaluation/embeddings"))
     return parser
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, object]:
+    from training.evaluate import embeddings
+
+    anomaly = None if args.no_anomaly else args.anomaly_model
+    return embeddings.run(args.data, args.model, anomaly, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = fit(config, run_dir, root=args.data_root, resume=args.resume, progress=not args.no_progress)
             print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+        elif args.command == "evaluate":
+            print(json.dumps(_evaluate(args), indent=2))
         else:
             from training.export import export_run
 

@@ -1,0 +1,49 @@
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import ECG
+from training.cli import main
+from training.evaluate.embeddings import one_nn_accuracy, roc_auc
+
+
+def test_roc_auc_matches_hand_counts():
+    assert roc_auc(np.array([0.1, 0.2]), np.array([0.3, 0.4])) == 1.0
+    assert roc_auc(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
+    assert roc_auc(np.array([0.1, 0.3]), np.array([0.2, 0.3])) == pytest.approx((1 + 0.5 + 1 + 0) / 4)
+
+
+def test_one_nn_accuracy():
+    train = np.array([[0.0, 0.0], [10.0, 10.0]])
+    test = np.array([[1.0, 0.0], [9.0, 9.0], [8.0, 9.0]])
+    assert one_nn_accuracy(train, np.array([0, 1]), test, np.array([0, 1, 0])) == pytest.approx(2 / 3)
+
+
+def test_evaluate_embeddings_cli_on_served_models(tiny_models, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "embeddings",
+                "--data",
+                str(ECG),
+                "--model",
+                str(tiny_models / "tiny-seq/1"),
+                "--anomaly-model",
+                str(tiny_models / "tiny-seq/2"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "embeddings.json").read_text())
+    assert report == json.loads(capsys.readouterr().out)
+    assert report["embeddings"]["embedding_dims"] == 6 and report["embeddings"]["raw_dims"] == 140
+    assert report["embeddings"]["test_series"] == 100
+    assert 0.0 <= report["embeddings"]["embedding_1nn_accuracy"] <= 1.0
+    assert 0.0 <= report["anomaly"]["roc_auc"] <= 1.0
+    assert report["anomaly"]["held_out_normal_series"] + report["anomaly"]["abnormal_series"] == 100
+    assert (out / "anomaly_errors.png").stat().st_size > 0 and (out / "embeddings.csv").is_file()

@@ -1,0 +1,1 @@
+"""Evaluation commands: our served models against the classical baselines a user would otherwise use."""
