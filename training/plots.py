@@ -60,7 +60,7 @@ def plot_sequence_samples(series: list[np.ndarray], recons: list[np.ndarray], ou
 def plot_error_distributions(normal: np.ndarray, abnormal: np.ndarray, out: Path) -> None:
     """Histograms of reconstruction errors for normal and abnormal series (log-spaced bins)."""
     low = max(min(normal.min(), abnormal.min()), 1e-6)
-    bins = np.logspace(np.log10(low), np.log10(max(normal.max(), abnormal.max())), 40)
+    bins = np.logspace(np.log10(low), np.log10(max(normal.max(), abnormal.max())), 40).tolist()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(normal, bins=bins, alpha=0.6, label=f"held-out normal (n={len(normal)})", density=True)
     ax.hist(abnormal, bins=bins, alpha=0.6, label=f"abnormal (n={len(abnormal)})", density=True)
