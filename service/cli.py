@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
 import uvicorn
 
 from service.config import Settings
+from service.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,8 +27,17 @@ def main(argv: list[str] | None = None) -> None:
     # Worker processes build their app from the environment, so flags travel as AE_* variables.
     os.environ["AE_REPOSITORY"] = str(args.repository)
     os.environ["AE_LOG_LEVEL"] = args.log_level
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run("service.main:app", host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    configure_logging(args.log_level)
+    # The service writes its own JSON access line per request (with the request id); uvicorn's is off.
+    uvicorn.run(
+        "service.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 if __name__ == "__main__":

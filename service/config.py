@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=16_777_216, ge=1, description="width * height (4096 x 4096)")
     max_batch_sequences: int = Field(default=256, ge=1)
 
+    max_sequence_length: int = Field(default=100_000, ge=1, description="cap on top of each model's own limit")
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Access: bearer API keys (none configured = open). Health and metrics stay open unless these are set.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated in env")
+    auth_health: bool = False
+    auth_metrics: bool = False
+
     # Responses
     png_compress_level: int = Field(default=1, ge=0, le=9, description="zlib level; 1 is fast")
 
@@ -40,3 +48,11 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        # AE_API_KEYS="key-one,key-two": a comma-separated list reads better in an env file than JSON.
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value

@@ -7,6 +7,8 @@ session really uses are read back from it and reported, never assumed from the r
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +53,15 @@ class OnnxEngine:
         if missing:
             _NOT_GRANTED.update(missing)
             logger.warning("requested %s but ONNX Runtime could not use them; running on %s", missing, self.providers)
+        # Called with (seconds, batch size) after each run; the app attaches its metrics here.
+        self.on_run: Callable[[float, int], None] | None = None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph; outputs by name."""
+        started = time.perf_counter()
         outputs = self.session.run(self.output_names, feeds)
+        if self.on_run is not None:
+            self.on_run(time.perf_counter() - started, len(next(iter(feeds.values()))))
         return dict(zip(self.output_names, outputs, strict=True))

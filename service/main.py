@@ -4,43 +4,98 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from service.api.routes import health, inference, models
+from service.api.auth import require_api_key, require_api_key_for_health, require_api_key_for_metrics
+from service.api.routes import health, inference, metrics, models
 from service.config import Settings
 from service.handlers import install_error_handlers
+from service.logs import configure_logging
+from service.metrics import ServiceMetrics
+from service.middleware import RequestContextMiddleware
 from service.repository import ModelLoadError, ModelRepository
+from service.runner import PipelineRunner
 from service.state import ServiceState
 
 logger = logging.getLogger("service")
 
 
-async def _load(state: ServiceState) -> None:
+def _observe(metrics: ServiceMetrics, repository: ModelRepository) -> None:
+    """Attach inference metrics to every engine and publish the loaded models."""
+    for name, versions in repository.models.items():
+        for version, model in versions.items():
+            metrics.models.labels(name, str(version), model.manifest.task, ",".join(model.providers)).set(1)
+            for role, engine in model.engines.items():
+                timing = metrics.inference.labels(name, role)
+                sizes = metrics.batch_size.labels(name, role)
+
+                def on_run(seconds: float, batch: int, timing: Any = timing, sizes: Any = sizes) -> None:
+                    timing.observe(seconds)
+                    sizes.observe(batch)
+
+                engine.on_run = on_run
+
+
+async def _load(state: ServiceState, metrics: ServiceMetrics) -> None:
     try:
-        # Loading and warm-up are blocking (file hashing, session creation); keep the event loop free
-        # so /health/live answers while a large repository loads.
+        # Loading and warm-up block (hashing, session creation): keep the event loop free meanwhile.
         state.repository = await asyncio.to_thread(ModelRepository.load, state.settings)
     except ModelLoadError as error:
         state.load_error = str(error)
         logger.error("model repository failed to load: %s", error)
         raise
+    _observe(metrics, state.repository)
     state.ready = True
     logger.info("ready: %d model version(s) loaded", sum(len(v) for v in state.repository.models.values()))
+
+
+def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:
+    """Chain a SIGTERM handler that drops readiness at once, before the server drains connections.
+
+    uvicorn installs its own handler (stop accepting, finish in-flight requests, run the lifespan
+    shutdown); ours runs first so load balancers stop routing here while requests still finish.
+    Returns a function restoring the previous handler. Off the main thread (tests) it does nothing.
+    """
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def handler(signum: int, frame: Any) -> None:
+            state.ready = False
+            logger.info("SIGTERM: readiness off, finishing in-flight requests")
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, handler)
+
+        def restore() -> None:
+            signal.signal(signal.SIGTERM, previous)
+
+        return restore
+    except ValueError:  # signal only works in the main thread
+        return lambda: None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; settings default to the environment (`AE_*`)."""
     state = ServiceState(settings or Settings())
+    service_metrics = ServiceMetrics()
+    configure_logging(state.settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await _load(state)
-        yield
-        state.ready = False  # stop taking traffic first; in-flight requests finish before exit
-        logger.info("shutting down")
+        restore_signal = _not_ready_on_sigterm(state)
+        await _load(state, service_metrics)
+        try:
+            yield
+        finally:
+            state.ready = False
+            restore_signal()
+            logger.info("shut down")
 
     app = FastAPI(
         title="Autoencoder inference service",
@@ -50,10 +105,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = state
+    app.state.metrics = service_metrics
+    app.state.runner = PipelineRunner(service_metrics, state.settings.request_timeout_s)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(inference.router)
+    app.add_middleware(RequestContextMiddleware, state=state, metrics=service_metrics)
+    app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
+    app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])
+    app.include_router(models.router, dependencies=[Depends(require_api_key)])
+    app.include_router(inference.router, dependencies=[Depends(require_api_key)])
     return app
 
 

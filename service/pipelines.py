@@ -106,7 +106,7 @@ class SequenceBatch:
 
 def _sequence_batch(model: LoadedModel, raw: Any, settings: Settings) -> SequenceBatch:
     spec = sequence_spec(model)
-    series = parse_sequences(raw, spec, settings.max_batch_sequences)
+    series = parse_sequences(raw, spec, settings.max_batch_sequences, settings.max_sequence_length)
     scaled = [normalize(s, spec.normalization) for s in series]
     padded, lengths = pad_batch([s for s, _, _ in scaled])
     return SequenceBatch(padded, lengths, [m for _, m, _ in scaled], [d for _, _, d in scaled])
@@ -153,8 +153,9 @@ def sequence_decode(model: LoadedModel, embeddings: Any, lengths: Any, settings:
         raise InvalidInputError("lengths must hold one integer per embedding")
     if not np.isfinite(latent).all():
         raise InvalidInputError("embeddings hold NaN or Inf")
-    if steps.min() < spec.min_length or steps.max() > spec.max_length:
-        raise InvalidInputError(f"lengths must be between {spec.min_length} and {spec.max_length}")
+    longest = min(spec.max_length, settings.max_sequence_length)
+    if steps.min() < spec.min_length or steps.max() > longest:
+        raise InvalidInputError(f"lengths must be between {spec.min_length} and {longest}")
     out = model.engine_for("decode").run({"latent": latent, "lengths": steps})["reconstruction"]
     norm = spec.normalization
     mean = np.asarray(norm.mean if norm.kind == "dataset" else [0.0] * spec.features, np.float32)

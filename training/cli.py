@@ -57,10 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     embeddings.add_argument("--anomaly-model", type=Path, default=Path("models/ecg-anomaly"))
     embeddings.add_argument("--no-anomaly", action="store_true", help="skip the anomaly evaluation")
     embeddings.add_argument("--out", type=Path, default=Path("docs/evaluation/embeddings"))
+    images = kinds.add_parser("images", help="PSNR of an image model's reconstructions on held-out photos")
+    images.add_argument("--images", type=Path, required=True, help="image folder (held out: every 10th file)")
+    images.add_argument("--model", type=Path, default=Path("models/image-conv"))
+    images.add_argument("--out", type=Path, default=Path("docs/evaluation/images"))
     return parser
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
+    if args.kind == "images":
+        from training.evaluate import images
+
+        return images.run(args.images, args.model, args.out)
     from training.evaluate import embeddings
 
     anomaly = None if args.no_anomaly else args.anomaly_model

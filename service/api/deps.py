@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from service.config import Settings
 from service.errors import NotReadyError, PayloadTooLargeError
 from service.repository import LoadedModel, ModelRepository
+from service.runner import PipelineRunner
 from service.state import ServiceState
 
 
@@ -32,7 +33,14 @@ def get_repository(state: Annotated[ServiceState, Depends(get_state)]) -> ModelR
     return state.repository
 
 
+def get_runner(request: Request) -> PipelineRunner:
+    """The app's pipeline runner (thread pool, timeout, queue gauge)."""
+    runner: PipelineRunner = request.app.state.runner
+    return runner
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
+RunnerDep = Annotated[PipelineRunner, Depends(get_runner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
 

@@ -73,16 +73,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def parse_sequences(raw: Any, spec: SequenceInputSpec, max_batch: int) -> list[np.ndarray]:
+def parse_sequences(raw: Any, spec: SequenceInputSpec, max_batch: int, max_length: int) -> list[np.ndarray]:
     """Validate a JSON batch of series against the model's input spec; raise InvalidInputError."""
     if not isinstance(raw, list) or not raw:
         raise InvalidInputError("`sequences` must be a non-empty list of series")
     if len(raw) > max_batch:
         raise InvalidInputError(f"batch of {len(raw)} series exceeds the limit of {max_batch}")
-    series = [_as_series(i, item, spec.features) for i, item in enumerate(raw)]
-    for i, item in enumerate(series):
-        if not spec.min_length <= len(item) <= spec.max_length:
+    longest = min(spec.max_length, max_length)
+    for i, item in enumerate(raw):
+        # Checked before conversion: an over-long series is refused without being parsed.
+        if isinstance(item, list) and not spec.min_length <= len(item) <= longest:
             raise InvalidInputError(
-                f"sequences[{i}] has {len(item)} steps; this model accepts {spec.min_length} to {spec.max_length}"
+                f"sequences[{i}] has {len(item)} steps; this model accepts {spec.min_length} to {longest}"
             )
-    return series
+    return [_as_series(i, item, spec.features) for i, item in enumerate(raw)]

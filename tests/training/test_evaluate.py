@@ -47,3 +47,18 @@ def test_evaluate_embeddings_cli_on_served_models(tiny_models, tmp_path, capsys)
     assert 0.0 <= report["anomaly"]["roc_auc"] <= 1.0
     assert report["anomaly"]["held_out_normal_series"] + report["anomaly"]["abnormal_series"] == 100
     assert (out / "anomaly_errors.png").stat().st_size > 0 and (out / "embeddings.csv").is_file()
+
+
+def test_evaluate_images_cli(tiny_models, tmp_path, capsys):
+    from tests.conftest import BSDS
+
+    out = tmp_path / "img"
+    assert (
+        main(
+            ["evaluate", "images", "--images", str(BSDS), "--model", str(tiny_models / "tiny-image"), "--out", str(out)]
+        )
+        == 0
+    )
+    report = json.loads((out / "images.json").read_text())
+    assert report["count"] == 40 and 5.0 < report["mean_psnr_db"] < 60.0
+    assert json.loads(capsys.readouterr().out)["mean_psnr_db"] == report["mean_psnr_db"]

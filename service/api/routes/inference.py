@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from service import pipelines
 from service.api.bodies import image_bytes, json_body, latent_body
-from service.api.deps import ModelDep, SettingsDep
+from service.api.deps import ModelDep, RunnerDep, SettingsDep
 from service.api.openapi import DECODE_DOC, ENCODE_DOC, RECONSTRUCT_DOC
 from service.codecs.image import choose_image_format
 from service.codecs.latent import NPY_MIME, latent_to_json, latent_to_npy
@@ -44,39 +43,39 @@ def _sequences_of(payload: Any) -> Any:
     return payload["sequences"]
 
 
-async def encode(request: Request, model: ModelDep, settings: SettingsDep) -> Response:
+async def encode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
     model.engine_for("encode")
     if _is_image(model):
         accept = request.headers.get("accept", "")
         data = await image_bytes(request, settings)
-        latent, (height, width) = await run_in_threadpool(pipelines.image_encode, model, data, settings)
+        latent, (height, width) = await runner.run(model.manifest.name, pipelines.image_encode, model, data, settings)
         if NPY_MIME in accept:
             headers = {"X-Image-Height": str(height), "X-Image-Width": str(width)}
             return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
         body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
         return Response(body.model_dump_json(), media_type="application/json")
     raw = _sequences_of(await json_body(request, settings))
-    embeddings = await run_in_threadpool(pipelines.sequence_encode, model, raw, settings)
+    embeddings = await runner.run(model.manifest.name, pipelines.sequence_encode, model, raw, settings)
     return Response(
         EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(),
         media_type="application/json",
     )
 
 
-async def decode(request: Request, model: ModelDep, settings: SettingsDep) -> Response:
+async def decode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Image from a latent (JSON or .npy), or series from embeddings and lengths."""
     model.engine_for("decode")
     if _is_image(model):
         mime = choose_image_format(request.headers.get("accept"))
         latent, size = await latent_body(request, settings)
-        data = await run_in_threadpool(pipelines.image_decode, model, latent, size, mime, settings)
+        data = await runner.run(model.manifest.name, pipelines.image_decode, model, latent, size, mime, settings)
         return Response(data, media_type=mime)
     payload = await json_body(request, settings)
     if not isinstance(payload, dict) or "embeddings" not in payload or "lengths" not in payload:
         raise InvalidInputError('the body must be an object {"embeddings": [[...]], "lengths": [...]}')
-    series = await run_in_threadpool(
-        pipelines.sequence_decode, model, payload["embeddings"], payload["lengths"], settings
+    series = await runner.run(
+        model.manifest.name, pipelines.sequence_decode, model, payload["embeddings"], payload["lengths"], settings
     )
     return Response(
         DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(),
@@ -84,17 +83,18 @@ async def decode(request: Request, model: ModelDep, settings: SettingsDep) -> Re
     )
 
 
-async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep) -> Response:
+async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Image in, image of the same size out; or series in, reconstructions and per-series errors out."""
     model.engine_for("reconstruct")
     if _is_image(model):
         mime = choose_image_format(request.headers.get("accept"))
         data = await image_bytes(request, settings)
         return Response(
-            await run_in_threadpool(pipelines.image_reconstruct, model, data, mime, settings), media_type=mime
+            await runner.run(model.manifest.name, pipelines.image_reconstruct, model, data, mime, settings),
+            media_type=mime,
         )
     raw = _sequences_of(await json_body(request, settings))
-    recons, errors = await run_in_threadpool(pipelines.sequence_reconstruct, model, raw, settings)
+    recons, errors = await runner.run(model.manifest.name, pipelines.sequence_reconstruct, model, raw, settings)
     body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
     return Response(body.model_dump_json(), media_type="application/json")
 

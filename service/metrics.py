@@ -1,0 +1,43 @@
+"""Prometheus metrics, one registry per app (so several apps in one process do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """Requests, latencies, inference time, batch sizes, queue depth and loaded models."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "ae_requests", "HTTP requests by model, operation and status", ["model", "operation", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "ae_request_latency_seconds",
+            "End-to-end request latency",
+            ["model", "operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "ae_inference_seconds",
+            "ONNX Runtime run time per batch",
+            ["model", "graph"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "ae_batch_size", "Items per ONNX Runtime run", ["model", "graph"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("ae_queue_depth", "Requests waiting for or in inference", ["model"], registry=r)
+        self.models = Gauge(
+            "ae_model_loaded",
+            "Loaded model versions and the providers they run on",
+            ["model", "version", "task", "providers"],
+            registry=r,
+        )

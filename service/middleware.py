@@ -1,0 +1,86 @@
+"""Per-request context: request id in and out, one JSON access line, request metrics.
+
+A plain ASGI middleware (not BaseHTTPMiddleware): it adds no task or stream copy per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.logs import request_id_var
+from service.metrics import ServiceMetrics
+from service.state import ServiceState
+
+logger = logging.getLogger("service.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_OPERATIONS = {"encode", "decode", "reconstruct"}
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            # A client id is echoed only when it is safe to log and to put in a header.
+            if _VALID_ID.match(text):
+                return text
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Request id, access log and request metrics around every HTTP request."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.state = state
+        self.metrics = metrics
+
+    def _labels(self, scope: Scope) -> tuple[str, str] | None:
+        operation = scope.get("path", "").rsplit("/", 1)[-1]
+        if operation not in _OPERATIONS:
+            return None
+        name = scope.get("path_params", {}).get("name", "")
+        repository = self.state.repository
+        # Only known names become label values: random names must not grow the metric set.
+        known = repository is not None and name in repository.models
+        return (name if known else "unknown"), operation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap one ASGI call."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            labels = self._labels(scope)
+            if labels is not None:
+                self.metrics.requests.labels(*labels, str(status["code"])).inc()
+                self.metrics.latency.labels(*labels).observe(elapsed)
+            logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status["code"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
