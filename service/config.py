@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     auth_health: bool = False
     auth_metrics: bool = False
 
+    # Micro-batching (per model graph): requests of equal shape share a run, up to max_batch_size rows.
+    # max_wait_ms is waited only while more requests are already being decoded; an idle server never waits.
+    max_batch_size: int = Field(default=16, ge=1)
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    max_queue: int = Field(default=128, ge=1, description="queued requests per graph before 503 overloaded")
+
     # Responses
     png_compress_level: int = Field(default=1, ge=0, le=9, description="zlib level; 1 is fast")
 

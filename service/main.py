@@ -41,7 +41,7 @@ def _observe(metrics: ServiceMetrics, repository: ModelRepository) -> None:
                 engine.on_run = on_run
 
 
-async def _load(state: ServiceState, metrics: ServiceMetrics) -> None:
+async def _load(state: ServiceState, metrics: ServiceMetrics, runner: PipelineRunner) -> None:
     try:
         # Loading and warm-up block (hashing, session creation): keep the event loop free meanwhile.
         state.repository = await asyncio.to_thread(ModelRepository.load, state.settings)
@@ -50,6 +50,7 @@ async def _load(state: ServiceState, metrics: ServiceMetrics) -> None:
         logger.error("model repository failed to load: %s", error)
         raise
     _observe(metrics, state.repository)
+    runner.start(state.repository)
     state.ready = True
     logger.info("ready: %d model version(s) loaded", sum(len(v) for v in state.repository.models.values()))
 
@@ -84,16 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; settings default to the environment (`AE_*`)."""
     state = ServiceState(settings or Settings())
     service_metrics = ServiceMetrics()
+    runner = PipelineRunner(service_metrics, state.settings)
     configure_logging(state.settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore_signal = _not_ready_on_sigterm(state)
-        await _load(state, service_metrics)
+        await _load(state, service_metrics, runner)
         try:
             yield
         finally:
             state.ready = False
+            await runner.stop()
             restore_signal()
             logger.info("shut down")
 
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     app.state.metrics = service_metrics
-    app.state.runner = PipelineRunner(service_metrics, state.settings.request_timeout_s)
+    app.state.runner = runner
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, state=state, metrics=service_metrics)
     app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])

@@ -1,11 +1,15 @@
-"""The operations as named stages: decode the request, run the graph, encode the answer.
+"""The operations as named stages: prepare (per request), run (per batch), finish (per request).
 
-Each function is synchronous and CPU-bound (Pillow, NumPy, ONNX Runtime all release the GIL for
-their heavy parts); routes call them in the thread pool so the event loop never blocks.
+`prepare_*` decodes and validates a request into graph feeds with a batching key; the feeds of
+requests with equal keys can be concatenated along the batch axis. `finish_*` turns that request's
+slice of the graph outputs into the answer. Stages are synchronous and CPU-bound (Pillow, NumPy and
+ONNX Runtime release the GIL for their heavy parts); the service runs them in worker threads.
+`run_direct` chains the three without batching (evaluation code and tests use it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,19 @@ from service.config import Settings
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.manifest import ImageInputSpec, SequenceInputSpec
 from service.repository import LoadedModel
+
+Feeds = dict[str, np.ndarray]
+# Series are padded up to a multiple of this, so requests of similar lengths can share a batch.
+LENGTH_BUCKET = 16
+
+
+@dataclass
+class Prepared:
+    """One request's graph feeds, its batching key, and what `finish` needs to answer."""
+
+    key: Hashable
+    feeds: Feeds
+    context: Any
 
 
 def image_spec(model: LoadedModel) -> ImageInputSpec:
@@ -35,31 +52,39 @@ def sequence_spec(model: LoadedModel) -> SequenceInputSpec:
     return spec
 
 
+def run_direct(model: LoadedModel, operation: str, prepared: Prepared, finish: Callable[..., Any], *args: Any) -> Any:
+    """Prepare -> run -> finish for one request, without batching."""
+    outputs = model.engine_for(operation).run(prepared.feeds)
+    return finish(outputs, prepared.context, *args)
+
+
 # ---------------------------------------------------------------- images
 
 
-def _image_batch(model: LoadedModel, data: bytes, settings: Settings) -> tuple[np.ndarray, tuple[int, int]]:
+def prepare_image(model: LoadedModel, data: bytes, settings: Settings) -> Prepared:
+    """Decode, check and pad an image; the key is the padded size."""
     spec = image_spec(model)
     image = decode_image(data, spec.channels, settings.max_image_pixels)
     check_fixed_size(image, spec.fixed_size)
-    size = (image.shape[1], image.shape[2])
-    return pad_to_multiple(image[None], spec.stride_multiple), size
+    batch = pad_to_multiple(image[None], spec.stride_multiple)
+    return Prepared(batch.shape[-2:], {"image": batch}, (image.shape[1], image.shape[2]))
 
 
-def image_reconstruct(model: LoadedModel, data: bytes, mime: str, settings: Settings) -> bytes:
-    """Encoded image in, encoded reconstruction of the same size out."""
-    batch, (height, width) = _image_batch(model, data, settings)
-    out = model.engine_for("reconstruct").run({"image": batch})["reconstruction"]
-    return encode_image(out[0, :, :height, :width], mime, settings.png_compress_level)
+def finish_image(outputs: Feeds, size: tuple[int, int], mime: str, settings: Settings) -> bytes:
+    """Crop the reconstruction to the original size and encode it."""
+    height, width = size
+    return encode_image(outputs["reconstruction"][0, :, :height, :width], mime, settings.png_compress_level)
 
 
-def image_encode(model: LoadedModel, data: bytes, settings: Settings) -> tuple[np.ndarray, tuple[int, int]]:
-    """Encoded image in, (latent without batch axis, original height and width) out."""
-    batch, size = _image_batch(model, data, settings)
-    return model.engine_for("encode").run({"image": batch})["latent"][0], size
+def finish_latent(outputs: Feeds, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The latent without its batch axis, and the original size."""
+    return outputs["latent"][0], size
 
 
-def _check_latent(model: LoadedModel, latent: np.ndarray, settings: Settings) -> np.ndarray:
+def prepare_latent(
+    model: LoadedModel, latent: np.ndarray, size: tuple[int, int] | None, settings: Settings
+) -> Prepared:
+    """Check a latent against the model's latent spec and the pixel limit; the key is its shape."""
     expected = model.manifest.latent
     if latent.ndim == len(expected.shape) + 1 and latent.shape[0] == 1:
         latent = latent[0]  # a batch of one is accepted too
@@ -68,48 +93,47 @@ def _check_latent(model: LoadedModel, latent: np.ndarray, settings: Settings) ->
         raise InvalidInputError(f"latent shape {list(latent.shape)} does not match {expected.shape}")
     if not np.isfinite(latent).all():
         raise InvalidInputError("latent holds NaN or Inf")
-    if expected.kind == "spatial":
-        f = expected.downsample or 1
-        if latent.shape[1] * f * latent.shape[2] * f > settings.max_image_pixels:
-            raise PayloadTooLargeError("the decoded image would exceed the pixel limit")
-    return latent
-
-
-def image_decode(
-    model: LoadedModel, latent: np.ndarray, size: tuple[int, int] | None, mime: str, settings: Settings
-) -> bytes:
-    """Latent in, encoded image out, cropped to `size` when given."""
-    latent = _check_latent(model, latent, settings)
-    out = model.engine_for("decode").run({"latent": latent[None]})["reconstruction"][0]
-    if size is not None:
-        height, width = size
-        full_h, full_w = out.shape[-2:]
-        f = image_spec(model).stride_multiple
-        if not (0 < height <= full_h and 0 < width <= full_w and full_h - height < f and full_w - width < f):
-            raise InvalidInputError(f"image size {height}x{width} does not fit a latent decoding to {full_h}x{full_w}")
-        out = out[:, :height, :width]
-    return encode_image(out, mime, settings.png_compress_level)
+    f = image_spec(model).stride_multiple
+    full = (latent.shape[1] * f, latent.shape[2] * f) if expected.kind == "spatial" else image_spec(model).fixed_size
+    assert full is not None
+    if full[0] * full[1] > settings.max_image_pixels:
+        raise PayloadTooLargeError("the decoded image would exceed the pixel limit")
+    if size is not None and not (
+        0 < size[0] <= full[0] and 0 < size[1] <= full[1] and full[0] - size[0] < f and full[1] - size[1] < f
+    ):
+        raise InvalidInputError(f"image size {size[0]}x{size[1]} does not fit a latent decoding to {full[0]}x{full[1]}")
+    return Prepared(latent.shape, {"latent": np.ascontiguousarray(latent[None])}, size or full)
 
 
 # ---------------------------------------------------------------- sequences
 
 
 @dataclass
-class SequenceBatch:
-    """Normalised, padded series with what is needed to undo the normalisation."""
+class SequenceContext:
+    """What is needed to answer: each series' length and normalisation statistics."""
 
-    padded: np.ndarray
-    lengths: np.ndarray
+    lengths: list[int]
+    scaled: list[np.ndarray]
     means: list[np.ndarray]
     stds: list[np.ndarray]
 
 
-def _sequence_batch(model: LoadedModel, raw: Any, settings: Settings) -> SequenceBatch:
+def _bucket(length: int) -> int:
+    return -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
+
+
+def prepare_sequences(model: LoadedModel, raw: Any, settings: Settings) -> Prepared:
+    """Validate, normalise and pad a batch of series; the key is the padded length bucket."""
     spec = sequence_spec(model)
     series = parse_sequences(raw, spec, settings.max_batch_sequences, settings.max_sequence_length)
     scaled = [normalize(s, spec.normalization) for s in series]
     padded, lengths = pad_batch([s for s, _, _ in scaled])
-    return SequenceBatch(padded, lengths, [m for _, m, _ in scaled], [d for _, _, d in scaled])
+    bucket = _bucket(padded.shape[1])
+    padded = np.pad(padded, ((0, 0), (0, bucket - padded.shape[1]), (0, 0)))
+    context = SequenceContext(
+        lengths.tolist(), [s for s, _, _ in scaled], [m for _, m, _ in scaled], [d for _, _, d in scaled]
+    )
+    return Prepared(bucket, {"sequences": padded, "lengths": lengths}, context)
 
 
 def _as_json_series(series: np.ndarray) -> list[Any]:
@@ -117,47 +141,70 @@ def _as_json_series(series: np.ndarray) -> list[Any]:
     return series[:, 0].tolist() if series.shape[1] == 1 else series.tolist()
 
 
-def sequence_encode(model: LoadedModel, raw: Any, settings: Settings) -> list[list[float]]:
-    """Embeddings of a batch of series."""
-    batch = _sequence_batch(model, raw, settings)
-    latent = model.engine_for("encode").run({"sequences": batch.padded, "lengths": batch.lengths})["latent"]
-    return latent.tolist()
+def finish_embeddings(outputs: Feeds, context: SequenceContext) -> list[list[float]]:
+    """One embedding per series."""
+    return outputs["latent"].tolist()
 
 
-def sequence_reconstruct(model: LoadedModel, raw: Any, settings: Settings) -> tuple[list[Any], list[float]]:
+def finish_reconstructions(outputs: Feeds, context: SequenceContext) -> tuple[list[Any], list[float]]:
     """(reconstructions in the caller's units, per-series MSE in normalised units)."""
-    batch = _sequence_batch(model, raw, settings)
-    out = model.engine_for("reconstruct").run({"sequences": batch.padded, "lengths": batch.lengths})
     recons, errors = [], []
-    for i, length in enumerate(batch.lengths.tolist()):
-        scaled = out["reconstruction"][i, :length]
-        errors.append(float(np.mean((scaled - batch.padded[i, :length]) ** 2)))
-        recons.append(_as_json_series(denormalize(scaled, batch.means[i], batch.stds[i])))
+    for i, length in enumerate(context.lengths):
+        scaled = outputs["reconstruction"][i, :length]
+        errors.append(float(np.mean((scaled - context.scaled[i]) ** 2)))
+        recons.append(_as_json_series(denormalize(scaled, context.means[i], context.stds[i])))
     return recons, errors
 
 
-def sequence_decode(model: LoadedModel, embeddings: Any, lengths: Any, settings: Settings) -> list[Any]:
-    """Series of the given lengths from embeddings (normalised units unless dataset statistics exist)."""
+def prepare_embeddings(model: LoadedModel, embeddings: Any, lengths: Any, settings: Settings) -> Prepared:
+    """Validate embeddings and the lengths to decode; the key is the length bucket."""
     spec = sequence_spec(model)
     size = model.manifest.latent.shape[0]
+    if not isinstance(lengths, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in lengths):
+        raise InvalidInputError("lengths must be a list of integers")
     try:
         latent = np.asarray(embeddings, dtype=np.float32)
-        steps = np.asarray(lengths, dtype=np.int64)
     except (ValueError, TypeError) as error:
         raise InvalidInputError("embeddings must be a list of equal-length number lists") from error
     if latent.ndim != 2 or latent.shape[1] != size or latent.shape[0] == 0:
         raise InvalidInputError(f"embeddings must have shape [batch, {size}]; got {list(latent.shape)}")
     if latent.shape[0] > settings.max_batch_sequences:
         raise InvalidInputError(f"batch of {latent.shape[0]} exceeds the limit of {settings.max_batch_sequences}")
-    if steps.shape != (latent.shape[0],):
+    if len(lengths) != latent.shape[0]:
         raise InvalidInputError("lengths must hold one integer per embedding")
     if not np.isfinite(latent).all():
         raise InvalidInputError("embeddings hold NaN or Inf")
     longest = min(spec.max_length, settings.max_sequence_length)
-    if steps.min() < spec.min_length or steps.max() > longest:
+    if min(lengths) < spec.min_length or max(lengths) > longest:
         raise InvalidInputError(f"lengths must be between {spec.min_length} and {longest}")
-    out = model.engine_for("decode").run({"latent": latent, "lengths": steps})["reconstruction"]
     norm = spec.normalization
     mean = np.asarray(norm.mean if norm.kind == "dataset" else [0.0] * spec.features, np.float32)
     std = np.asarray(norm.std if norm.kind == "dataset" else [1.0] * spec.features, np.float32)
-    return [_as_json_series(denormalize(out[i, :n], mean, std)) for i, n in enumerate(steps.tolist())]
+    context = SequenceContext(lengths, [], [mean] * len(lengths), [std] * len(lengths))
+    return Prepared(_bucket(max(lengths)), {"latent": latent, "lengths": np.asarray(lengths, np.int64)}, context)
+
+
+def finish_decoded(outputs: Feeds, context: SequenceContext) -> list[Any]:
+    """Series cut to their lengths (normalised units unless the model uses dataset statistics)."""
+    return [
+        _as_json_series(denormalize(outputs["reconstruction"][i, :n], context.means[i], context.stds[i]))
+        for i, n in enumerate(context.lengths)
+    ]
+
+
+# ---------------------------------------------------------------- one-shot helpers (no batching)
+
+
+def image_reconstruct(model: LoadedModel, data: bytes, mime: str, settings: Settings) -> bytes:
+    """Encoded image in, encoded reconstruction of the same size out."""
+    return run_direct(model, "reconstruct", prepare_image(model, data, settings), finish_image, mime, settings)
+
+
+def sequence_encode(model: LoadedModel, raw: Any, settings: Settings) -> list[list[float]]:
+    """Embeddings of a batch of series."""
+    return run_direct(model, "encode", prepare_sequences(model, raw, settings), finish_embeddings)
+
+
+def sequence_reconstruct(model: LoadedModel, raw: Any, settings: Settings) -> tuple[list[Any], list[float]]:
+    """Reconstructions and per-series errors of a batch of series."""
+    return run_direct(model, "reconstruct", prepare_sequences(model, raw, settings), finish_reconstructions)

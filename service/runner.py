@@ -1,33 +1,94 @@
-"""Runs a pipeline stage off the event loop, with a timeout and the queue-depth gauge."""
+"""Request orchestration: prepare in a worker thread, run in the model's micro-batcher, finish in a thread.
+
+Decoding and encoding of different requests overlap in the thread pool while the batcher runs the
+graph; the event loop only moves bytes. The whole request is bounded by the request timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from service.batching import MicroBatcher
+from service.config import Settings
 from service.errors import RequestTimeoutError
 from service.metrics import ServiceMetrics
-
-T = TypeVar("T")
+from service.pipelines import Prepared
+from service.repository import LoadedModel, ModelRepository
 
 
 class PipelineRunner:
-    """`await runner.run(model_name, fn, *args)`: fn runs in the thread pool, bounded by a timeout."""
+    """Owns one micro-batcher per loaded graph and runs requests through prepare/run/finish."""
 
-    def __init__(self, metrics: ServiceMetrics, timeout_s: float) -> None:
+    def __init__(self, metrics: ServiceMetrics, settings: Settings) -> None:
         self.metrics = metrics
-        self.timeout_s = timeout_s
+        self.settings = settings
+        self.batchers: dict[int, MicroBatcher] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
-    async def run(self, model_name: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in a worker thread; 504 after the timeout (the thread finishes in the background)."""
-        gauge = self.metrics.queue_depth.labels(model_name)
+    def start(self, repository: ModelRepository) -> None:
+        """Create and start a batcher per engine (call on the running event loop)."""
+        engines = [e for versions in repository.models.values() for m in versions.values() for e in m.engines.values()]
+        # One inference thread per graph: a batcher runs one batch at a time, graphs run side by side.
+        self._executor = ThreadPoolExecutor(max_workers=max(1, len(engines)), thread_name_prefix="inference")
+        for engine in engines:
+            batcher = MicroBatcher(
+                engine, self._executor, self.settings.max_batch_size, self.settings.max_wait_ms, self.settings.max_queue
+            )
+            batcher.start()
+            self.batchers[id(engine)] = batcher
+
+    async def stop(self) -> None:
+        """Stop the batchers and the inference threads."""
+        await asyncio.gather(*(b.stop() for b in self.batchers.values()))
+        self.batchers.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def infer(
+        self,
+        model: LoadedModel,
+        operation: str,
+        prepare: Callable[..., Prepared],
+        prepare_args: tuple[Any, ...],
+        finish: Callable[..., Any],
+        finish_args: tuple[Any, ...] = (),
+    ) -> Any:
+        """Prepare -> batched run -> finish, within the request timeout. 409 first if unsupported."""
+        batcher = self.batchers[id(model.engine_for(operation))]
+        gauge = self.metrics.queue_depth.labels(model.manifest.name)
+        deadline = time.perf_counter() + self.settings.request_timeout_s
         gauge.inc()
         try:
-            return await asyncio.wait_for(run_in_threadpool(fn, *args), timeout=self.timeout_s)
+            return await asyncio.wait_for(
+                self._stages(batcher, deadline, prepare, prepare_args, finish, finish_args),
+                self.settings.request_timeout_s,
+            )
         except TimeoutError as error:
-            raise RequestTimeoutError(f"the request did not finish within {self.timeout_s:g} s") from error
+            raise RequestTimeoutError(
+                f"the request did not finish within {self.settings.request_timeout_s:g} s"
+            ) from error
         finally:
             gauge.dec()
+
+    async def _stages(
+        self,
+        batcher: MicroBatcher,
+        deadline: float,
+        prepare: Callable[..., Prepared],
+        prepare_args: tuple[Any, ...],
+        finish: Callable[..., Any],
+        finish_args: tuple[Any, ...],
+    ) -> Any:
+        batcher.incoming += 1  # lets the batcher wait for this request rather than run a lone one
+        try:
+            prepared = await run_in_threadpool(prepare, *prepare_args)
+        finally:
+            batcher.incoming -= 1
+        outputs = await batcher.submit(prepared.key, prepared.feeds, max(deadline - time.perf_counter(), 0.001))
+        return await run_in_threadpool(finish, outputs, prepared.context, *finish_args)

@@ -94,13 +94,13 @@ def test_api_keys_from_the_environment(monkeypatch):
 def test_a_slow_request_times_out_with_504(tiny_models, monkeypatch):
     from service import pipelines
 
-    original = pipelines.image_reconstruct
+    original = pipelines.finish_image
 
     def slow(*args, **kwargs):
         time.sleep(0.5)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipelines, "image_reconstruct", slow)
+    monkeypatch.setattr(pipelines, "finish_image", slow)
     with TestClient(create_app(service_settings(tiny_models, request_timeout_s=0.1))) as client:
         response = client.post(
             "/v1/models/tiny-image/reconstruct", content=png_bytes(8, 8), headers={"content-type": "image/png"}

@@ -1,7 +1,7 @@
 """encode, decode and reconstruct, for the default version and for an explicit one.
 
-Each route: check the model offers the operation (409 first, before reading a byte), read the body
-for the model's input kind, run the pipeline in the thread pool, answer.
+Each route: check the model offers the operation (409 before reading a byte), read the body for the
+model's input kind, run prepare -> batched run -> finish through the runner, answer.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service import pipelines
+from service import pipelines as p
 from service.api.bodies import image_bytes, json_body, latent_body
 from service.api.deps import ModelDep, RunnerDep, SettingsDep
 from service.api.openapi import DECODE_DOC, ENCODE_DOC, RECONSTRUCT_DOC
@@ -19,14 +19,10 @@ from service.codecs.latent import NPY_MIME, latent_to_json, latent_to_npy
 from service.errors import InvalidInputError
 from service.manifest import ImageInputSpec
 from service.repository import LoadedModel
-from service.schemas import (
-    DecodedSequencesResponse,
-    EmbeddingsResponse,
-    LatentResponse,
-    ReconstructionsResponse,
-)
+from service.schemas import DecodedSequencesResponse, EmbeddingsResponse, LatentResponse, ReconstructionsResponse
 
 router = APIRouter(tags=["inference"])
+JSON = "application/json"
 
 
 def _is_image(model: LoadedModel) -> bool:
@@ -37,30 +33,29 @@ def _ids(model: LoadedModel) -> dict[str, Any]:
     return {"model": model.manifest.name, "version": model.manifest.version}
 
 
-def _sequences_of(payload: Any) -> Any:
-    if not isinstance(payload, dict) or "sequences" not in payload:
-        raise InvalidInputError('the body must be an object {"sequences": [...]}')
-    return payload["sequences"]
+def _field(payload: Any, *names: str) -> list[Any]:
+    if not isinstance(payload, dict) or any(n not in payload for n in names):
+        keys = ", ".join(f'"{n}": [...]' for n in names)
+        raise InvalidInputError(f"the body must be an object {{{keys}}}")
+    return [payload[n] for n in names]
 
 
 async def encode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
     model.engine_for("encode")
     if _is_image(model):
-        accept = request.headers.get("accept", "")
         data = await image_bytes(request, settings)
-        latent, (height, width) = await runner.run(model.manifest.name, pipelines.image_encode, model, data, settings)
-        if NPY_MIME in accept:
+        latent, (height, width) = await runner.infer(
+            model, "encode", p.prepare_image, (model, data, settings), p.finish_latent
+        )
+        if NPY_MIME in request.headers.get("accept", ""):
             headers = {"X-Image-Height": str(height), "X-Image-Width": str(width)}
             return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
         body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
-        return Response(body.model_dump_json(), media_type="application/json")
-    raw = _sequences_of(await json_body(request, settings))
-    embeddings = await runner.run(model.manifest.name, pipelines.sequence_encode, model, raw, settings)
-    return Response(
-        EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(),
-        media_type="application/json",
-    )
+        return Response(body.model_dump_json(), media_type=JSON)
+    (raw,) = _field(await json_body(request, settings), "sequences")
+    embeddings = await runner.infer(model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings)
+    return Response(EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(), media_type=JSON)
 
 
 async def decode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
@@ -69,18 +64,15 @@ async def decode(request: Request, model: ModelDep, settings: SettingsDep, runne
     if _is_image(model):
         mime = choose_image_format(request.headers.get("accept"))
         latent, size = await latent_body(request, settings)
-        data = await runner.run(model.manifest.name, pipelines.image_decode, model, latent, size, mime, settings)
+        data = await runner.infer(
+            model, "decode", p.prepare_latent, (model, latent, size, settings), p.finish_image, (mime, settings)
+        )
         return Response(data, media_type=mime)
-    payload = await json_body(request, settings)
-    if not isinstance(payload, dict) or "embeddings" not in payload or "lengths" not in payload:
-        raise InvalidInputError('the body must be an object {"embeddings": [[...]], "lengths": [...]}')
-    series = await runner.run(
-        model.manifest.name, pipelines.sequence_decode, model, payload["embeddings"], payload["lengths"], settings
+    embeddings, lengths = _field(await json_body(request, settings), "embeddings", "lengths")
+    series = await runner.infer(
+        model, "decode", p.prepare_embeddings, (model, embeddings, lengths, settings), p.finish_decoded
     )
-    return Response(
-        DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(),
-        media_type="application/json",
-    )
+    return Response(DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(), media_type=JSON)
 
 
 async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
@@ -89,14 +81,16 @@ async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep, 
     if _is_image(model):
         mime = choose_image_format(request.headers.get("accept"))
         data = await image_bytes(request, settings)
-        return Response(
-            await runner.run(model.manifest.name, pipelines.image_reconstruct, model, data, mime, settings),
-            media_type=mime,
+        answer = await runner.infer(
+            model, "reconstruct", p.prepare_image, (model, data, settings), p.finish_image, (mime, settings)
         )
-    raw = _sequences_of(await json_body(request, settings))
-    recons, errors = await runner.run(model.manifest.name, pipelines.sequence_reconstruct, model, raw, settings)
+        return Response(answer, media_type=mime)
+    (raw,) = _field(await json_body(request, settings), "sequences")
+    recons, errors = await runner.infer(
+        model, "reconstruct", p.prepare_sequences, (model, raw, settings), p.finish_reconstructions
+    )
     body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
-    return Response(body.model_dump_json(), media_type="application/json")
+    return Response(body.model_dump_json(), media_type=JSON)
 
 
 for _prefix in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}"):

@@ -1,0 +1,35 @@
+# The inference service: ONNX Runtime (CUDA when the host has a GPU, CPU otherwise), no torch.
+# Build:  docker build -t autoencoder-service .                        (CUDA + cuDNN from pip, ~GBs)
+#         docker build --build-arg WITH_CUDA=0 -t autoencoder-service:cpu .   (CPU-only, small)
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+ARG WITH_CUDA=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY service ./service
+# The service's runtime dependencies only; the CUDA and cuDNN libraries come as pip wheels
+# (onnxruntime-gpu's `cuda` and `cudnn` extras), so the image needs no CUDA base image.
+RUN /opt/venv/bin/pip install . \
+    && if [ "$WITH_CUDA" = "1" ]; then /opt/venv/bin/pip install "onnxruntime-gpu[cuda,cudnn]"; fi \
+    && /opt/venv/bin/python -c "import onnxruntime, service.main" \
+    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
+
+FROM ${BASE_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    AE_REPOSITORY=/models \
+    AE_HOST=0.0.0.0 \
+    AE_PORT=8000
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+# Default models baked in; mount a repository over /models to serve others.
+COPY models /models
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
+STOPSIGNAL SIGTERM
+CMD ["ae-serve"]
