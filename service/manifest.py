@@ -109,6 +109,14 @@ class LatentSpec(_Strict):
     downsample: int | None = None
 
 
+class EntropyModelSpec(_Strict):
+    """Integer probability tables of a compression model's latent (see `service.codecs.bitstream`)."""
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    precision: int = Field(ge=8, le=24)
+
+
 class TrainingRecord(_Strict):
     """Where the weights came from, so a model card can be checked against it."""
 
@@ -131,6 +139,7 @@ class Manifest(_Strict):
     input: InputSpec
     latent: LatentSpec
     graphs: dict[GraphRole, GraphSpec]
+    entropy_model: EntropyModelSpec | None = None
     opset: int
     torch_version: str
     parity_max_abs_diff: float
@@ -141,11 +150,18 @@ class Manifest(_Strict):
     def _has_a_graph(self) -> Manifest:
         if not self.graphs:
             raise ValueError("a manifest needs at least one graph")
+        if self.task == "compress" and (self.entropy_model is None or not {"encoder", "decoder"} <= set(self.graphs)):
+            raise ValueError("a compress model needs encoder and decoder graphs and an entropy_model")
         return self
 
     @property
     def operations(self) -> list[str]:
-        """Operations this model supports, derived from the graphs it ships."""
+        """Operations this model supports, derived from the graphs it ships.
+
+        A compression model reconstructs through its bitstream: encoder, entropy coding, decoder.
+        """
+        if self.task == "compress":
+            return ["encode", "decode", "reconstruct"]
         return [op for op, role in GRAPH_FOR_OPERATION.items() if role in self.graphs]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.codecs.bitstream import EntropyTables
 from service.config import Settings
 from service.engine import OnnxEngine
 from service.errors import NotFoundError, UnsupportedOperationError
@@ -34,6 +35,7 @@ class LoadedModel:
 
     manifest: Manifest
     engines: dict[str, OnnxEngine]
+    tables: EntropyTables | None = None
 
     @property
     def providers(self) -> list[str]:
@@ -43,14 +45,20 @@ class LoadedModel:
             merged += [p for p in engine.providers if p not in merged]
         return merged
 
-    def engine_for(self, operation: str) -> OnnxEngine:
-        """The engine an operation runs on; 409 when the model does not offer it."""
-        role = GRAPH_FOR_OPERATION[operation]
-        if role not in self.engines:
+    def require(self, operation: str) -> None:
+        """409 `unsupported_operation` when the model does not offer the operation."""
+        if operation not in self.manifest.operations:
             raise UnsupportedOperationError(
                 f"model {self.manifest.name!r} does not support {operation!r}; "
                 f"it supports {', '.join(self.manifest.operations)}"
             )
+
+    def engine_for(self, operation: str) -> OnnxEngine:
+        """The engine of the graph an operation runs (`encode` -> encoder, ...); 409 when absent."""
+        role = GRAPH_FOR_OPERATION[operation]
+        if role not in self.engines:
+            self.require(operation)
+            raise UnsupportedOperationError(f"model {self.manifest.name!r} has no {role} graph")
         return self.engines[role]
 
 
@@ -95,7 +103,27 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
         except Exception as error:  # ONNX Runtime raises its own untyped errors
             raise ModelLoadError(f"{graph.file} failed to load or warm up: {error}") from error
         engines[role] = engine
-    return LoadedModel(manifest, engines)
+    return LoadedModel(manifest, engines, _load_tables(folder, manifest))
+
+
+def _load_tables(folder: Path, manifest: Manifest) -> EntropyTables | None:
+    spec = manifest.entropy_model
+    if spec is None:
+        return None
+    path = folder / spec.file
+    if not path.is_file():
+        raise ModelLoadError(f"missing entropy tables {spec.file}")
+    if sha256_of(path) != spec.sha256:
+        raise ModelLoadError(f"sha256 of {spec.file} does not match the manifest")
+    try:
+        tables = EntropyTables(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"invalid entropy tables {spec.file}: {error}") from error
+    if tables.channels != manifest.latent.shape[0]:
+        raise ModelLoadError(
+            f"entropy tables cover {tables.channels} channels, the latent has {manifest.latent.shape[0]}"
+        )
+    return tables
 
 
 @dataclass

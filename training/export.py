@@ -25,6 +25,7 @@ from torch import nn
 
 from service.manifest import (
     MANIFEST_FILE,
+    EntropyModelSpec,
     GraphSpec,
     ImageInputSpec,
     LatentSpec,
@@ -36,7 +37,9 @@ from service.manifest import (
     sha256_of,
 )
 from training.checkpoint import restore_model
+from training.entropy_tables import PRECISION, write_tables
 from training.graphs import GraphPlan, graph_plans, parity_inputs
+from training.models.codec import CompressionAutoencoder
 from training.models.conv import ConvAutoencoder
 from training.models.recurrent import RecurrentAutoencoder
 
@@ -112,6 +115,11 @@ def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
 def _input_and_latent(
     model: nn.Module, data_info: dict[str, Any], max_length: int
 ) -> tuple[ImageInputSpec | SequenceInputSpec, LatentSpec]:
+    if isinstance(model, CompressionAutoencoder):
+        f = model.config.stride_multiple
+        image = ImageInputSpec(channels=model.config.channels, stride_multiple=f)  # type: ignore[arg-type]
+        shape: list[int | str] = [model.config.latent_channels, f"height/{f}", f"width/{f}"]
+        return image, LatentSpec(kind="spatial", shape=shape, downsample=f)
     if isinstance(model, ConvAutoencoder):
         cfg = model.config
         image = ImageInputSpec(
@@ -133,6 +141,8 @@ def default_task(config_dict: dict[str, Any]) -> str:
     """`denoise` for images trained with input noise, `reconstruct` for other images, `embed` for series."""
     if config_dict["model"]["family"] == "recurrent":
         return "embed"
+    if config_dict["model"]["family"] == "codec":
+        return "compress"
     return "denoise" if max(config_dict["data"].get("noise_sigma", (0, 0))) > 0 else "reconstruct"
 
 
@@ -165,9 +175,15 @@ def export_run(
                 inputs=_tensor_specs(proto.input),
                 outputs=_tensor_specs(proto.output),
             )
+        entropy = None
+        if isinstance(model, CompressionAutoencoder):
+            tables = write_tables(model, out)
+            entropy = EntropyModelSpec(file=tables.name, sha256=sha256_of(tables), precision=PRECISION)
         summary_path = run_dir / "summary.json"
         final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
-        manifest = _manifest(model, config.to_dict(), state, final, name, version, task, max_length, graphs, worst)
+        manifest = _manifest(
+            model, config.to_dict(), state, final, name, version, task, max_length, graphs, worst, entropy
+        )
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load
@@ -186,6 +202,7 @@ def _manifest(
     max_length: int,
     graphs: dict[str, GraphSpec],
     worst: float,
+    entropy: EntropyModelSpec | None = None,
 ) -> Manifest:
     data_info = state.get("data_info", {})
     input_spec, latent = _input_and_latent(model, data_info, max_length)
@@ -207,6 +224,7 @@ def _manifest(
         graphs=graphs,  # type: ignore[arg-type]
         opset=OPSET,
         torch_version=torch.__version__,
+        entropy_model=entropy,
         parity_max_abs_diff=worst,
         training=record,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -118,7 +118,7 @@ def fit(
     device = pick_device(opt.device)
     train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed)
     model = build_model(config.model).to(device)
-    loss_fn = loss_for(config.model.data_kind)
+    loss_fn = loss_for(config.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     state = {"step": 0, "wall_time_s": 0.0, "best_val": float("inf")}

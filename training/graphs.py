@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from service.codecs.image import pad_to_multiple
+from training.models.codec import CompressionAutoencoder
 from training.models.conv import ConvAutoencoder
 from training.models.recurrent import RecurrentAutoencoder
 
@@ -86,6 +87,33 @@ def _conv_plans(model: ConvAutoencoder) -> list[GraphPlan]:
     return plans
 
 
+def _codec_plans(model: CompressionAutoencoder) -> list[GraphPlan]:
+    m = model.config.stride_multiple
+    image = torch.rand(2, model.config.channels, 4 * m, 6 * m)
+    with torch.no_grad():
+        latent = torch.round(model.encode(image))
+    spatial = {0: "batch", 2: "height", 3: "width"}
+    latent_axes = {0: "batch", 2: "latent_height", 3: "latent_width"}
+    return [
+        GraphPlan(
+            "encoder",
+            _Call(model, "encode"),
+            (image,),
+            ["image"],
+            ["latent"],
+            {"image": spatial, "latent": latent_axes},
+        ),
+        GraphPlan(
+            "decoder",
+            _Call(model, "decode"),
+            (latent,),
+            ["latent"],
+            ["reconstruction"],
+            {"latent": latent_axes, "reconstruction": spatial},
+        ),
+    ]
+
+
 def _recurrent_plans(model: RecurrentAutoencoder) -> list[GraphPlan]:
     cfg = model.config
     series = torch.randn(2, 24, cfg.features)
@@ -128,21 +156,27 @@ def graph_plans(model: nn.Module) -> list[GraphPlan]:
         return _conv_plans(model)
     if isinstance(model, RecurrentAutoencoder):
         return _recurrent_plans(model)
+    if isinstance(model, CompressionAutoencoder):
+        return _codec_plans(model)
     raise TypeError(f"no export plan for {type(model).__name__}")
 
 
 def parity_inputs(model: nn.Module, role: str, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Three or more input sets at shapes unlike the export example (odd sizes, far lengths)."""
     rng = np.random.default_rng(seed)
-    if isinstance(model, ConvAutoencoder):
+    if isinstance(model, ConvAutoencoder | CompressionAutoencoder):
         cfg = model.config
-        sizes = [cfg.input_size] * 3 if cfg.input_size else [(17, 29), (61, 33), (130, 97)]
+        fixed = getattr(cfg, "input_size", None)
+        sizes = [fixed] * 3 if fixed else [(17, 29), (61, 33), (130, 97)]
         images = [rng.random((b, cfg.channels, *s), dtype=np.float32) for b, s in zip((1, 3, 2), sizes, strict=True)]
         padded = [pad_to_multiple(x, cfg.stride_multiple) for x in images]
         if role != "decoder":
             return [{"image": x} for x in padded]
         with torch.no_grad():
-            return [{"latent": model.encode(torch.from_numpy(x)).numpy()} for x in padded]
+            latents = [model.encode(torch.from_numpy(x)) for x in padded]
+        # A codec's decoder sees rounded latents (what the bitstream carries).
+        rounding = isinstance(model, CompressionAutoencoder)
+        return [{"latent": (torch.round(z) if rounding else z).numpy()} for z in latents]
     if not isinstance(model, RecurrentAutoencoder):
         raise TypeError(f"no parity inputs for {type(model).__name__}")
     # Lengths far from the export example (24). Kept to <= 400: a trained decoder rolled out autonomously

@@ -26,9 +26,22 @@ def sequence_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[
     return {"loss": mse, "mse": mse.detach()}
 
 
-def loss_for(data_kind: str) -> LossFn:
-    """The loss function matching a family's data kind."""
-    return image_loss if data_kind == "image" else sequence_loss
+def rate_distortion_loss(lmbda: float) -> LossFn:
+    """Bpp + lambda * 255^2 * MSE (the convention of CompressAI's published models), with its parts."""
+
+    def loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        parts = image_loss(outputs, batch)
+        total = outputs["bpp"] + lmbda * 255.0**2 * parts["loss"]
+        return {"loss": total, "bpp": outputs["bpp"].detach(), "mse": parts["mse"], "psnr": parts["psnr"]}
+
+    return loss
+
+
+def loss_for(model_config: object) -> LossFn:
+    """The loss function of a model config: rate-distortion for codecs, else by data kind."""
+    if getattr(model_config, "family", None) == "codec":
+        return rate_distortion_loss(float(model_config.lmbda))  # type: ignore[attr-defined]
+    return image_loss if getattr(model_config, "data_kind", "image") == "image" else sequence_loss
 
 
 def psnr_from_mse(mse: float) -> float:

@@ -53,6 +53,14 @@ async def json_body(request: Request, settings: Settings) -> Any:
     return parse_json(await read_body(request, settings.max_body_bytes))
 
 
+async def binary_body(request: Request, settings: Settings, media: str) -> bytes:
+    """A body of exactly one media type (e.g. a compressed stream as application/octet-stream)."""
+    kind = media_type(request)
+    if kind != media:
+        raise UnsupportedMediaTypeError(f"send Content-Type: {media}; got {kind or 'none'}")
+    return await read_body(request, settings.max_body_bytes)
+
+
 def _size_from_headers(request: Request) -> tuple[int, int] | None:
     height, width = request.headers.get("x-image-height"), request.headers.get("x-image-width")
     if height is None and width is None:

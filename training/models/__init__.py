@@ -1,6 +1,14 @@
 """Model families; importing this package registers each of them."""
 
+from training.models.codec import CodecConfig, CompressionAutoencoder
 from training.models.conv import ConvAutoencoder, ConvConfig
 from training.models.recurrent import RecurrentAutoencoder, RecurrentConfig
 
-__all__ = ["ConvAutoencoder", "ConvConfig", "RecurrentAutoencoder", "RecurrentConfig"]
+__all__ = [
+    "CodecConfig",
+    "CompressionAutoencoder",
+    "ConvAutoencoder",
+    "ConvConfig",
+    "RecurrentAutoencoder",
+    "RecurrentConfig",
+]

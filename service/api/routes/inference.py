@@ -10,15 +10,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from service import compression as c
 from service import pipelines as p
-from service.api.bodies import image_bytes, json_body, latent_body
+from service.api.bodies import binary_body, image_bytes, json_body, latent_body
 from service.api.deps import ModelDep, RunnerDep, SettingsDep
 from service.api.openapi import DECODE_DOC, ENCODE_DOC, RECONSTRUCT_DOC
+from service.codecs.bitstream import MIME as STREAM
 from service.codecs.image import choose_image_format
 from service.codecs.latent import NPY_MIME, latent_to_json, latent_to_npy
+from service.compression import EncodedImage
+from service.config import Settings
 from service.errors import InvalidInputError
 from service.manifest import ImageInputSpec
 from service.repository import LoadedModel
+from service.runner import PipelineRunner
 from service.schemas import DecodedSequencesResponse, EmbeddingsResponse, LatentResponse, ReconstructionsResponse
 
 router = APIRouter(tags=["inference"])
@@ -33,6 +38,23 @@ def _ids(model: LoadedModel) -> dict[str, Any]:
     return {"model": model.manifest.name, "version": model.manifest.version}
 
 
+def _is_codec(model: LoadedModel) -> bool:
+    return model.tables is not None
+
+
+async def _encode_stream(model: LoadedModel, data: bytes, settings: Settings, runner: PipelineRunner) -> EncodedImage:
+    finish = c.finish_stream
+    return await runner.infer(model, "encode", c.prepare_codec_image, (model, data, settings), finish, (model,))
+
+
+def _stream_headers(encoded: EncodedImage) -> dict[str, str]:
+    return {
+        "X-Bits-Per-Pixel": f"{encoded.bits_per_pixel:.6f}",
+        "X-Image-Height": str(encoded.height),
+        "X-Image-Width": str(encoded.width),
+    }
+
+
 def _field(payload: Any, *names: str) -> list[Any]:
     if not isinstance(payload, dict) or any(n not in payload for n in names):
         keys = ", ".join(f'"{n}": [...]' for n in names)
@@ -42,7 +64,10 @@ def _field(payload: Any, *names: str) -> list[Any]:
 
 async def encode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
-    model.engine_for("encode")
+    model.require("encode")
+    if _is_codec(model):
+        encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
+        return Response(encoded.stream, media_type=STREAM, headers=_stream_headers(encoded))
     if _is_image(model):
         data = await image_bytes(request, settings)
         latent, (height, width) = await runner.infer(
@@ -60,7 +85,14 @@ async def encode(request: Request, model: ModelDep, settings: SettingsDep, runne
 
 async def decode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Image from a latent (JSON or .npy), or series from embeddings and lengths."""
-    model.engine_for("decode")
+    model.require("decode")
+    if _is_codec(model):
+        mime = choose_image_format(request.headers.get("accept"))
+        stream = await binary_body(request, settings, STREAM)
+        data = await runner.infer(
+            model, "decode", c.prepare_stream, (model, stream, settings), p.finish_image, (mime, settings)
+        )
+        return Response(data, media_type=mime)
     if _is_image(model):
         mime = choose_image_format(request.headers.get("accept"))
         latent, size = await latent_body(request, settings)
@@ -77,7 +109,19 @@ async def decode(request: Request, model: ModelDep, settings: SettingsDep, runne
 
 async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Image in, image of the same size out; or series in, reconstructions and per-series errors out."""
-    model.engine_for("reconstruct")
+    model.require("reconstruct")
+    if _is_codec(model):
+        mime = choose_image_format(request.headers.get("accept"))
+        encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
+        answer, quality = await runner.infer(
+            model,
+            "decode",
+            c.prepare_stream,
+            (model, encoded.stream, settings),
+            c.finish_scored_image,
+            (encoded.original, mime, settings),
+        )
+        return Response(answer, media_type=mime, headers={**_stream_headers(encoded), "X-PSNR": f"{quality:.3f}"})
     if _is_image(model):
         mime = choose_image_format(request.headers.get("accept"))
         data = await image_bytes(request, settings)
