@@ -35,6 +35,16 @@ TINY_SKIP = [
     "optim.val_every=2",
     "optim.batch_size=4",
 ]
+TINY_CODEC = [
+    "model.family=codec",
+    "model.hidden=16",
+    "model.latent_channels=12",
+    f'data.path="{BSDS}"',
+    "data.crop_size=32",
+    "optim.steps=20",
+    "optim.val_every=10",
+    "optim.batch_size=4",
+]
 TINY_RECURRENT = [
     "model.family=recurrent",
     "model.hidden_size=16",
@@ -60,7 +70,12 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     base = tmp_path_factory.mktemp("runs")
     runs = {}
-    for name, overrides in (("conv", TINY_CONV), ("recurrent", TINY_RECURRENT), ("skip", TINY_SKIP)):
+    for name, overrides in (
+        ("conv", TINY_CONV),
+        ("recurrent", TINY_RECURRENT),
+        ("skip", TINY_SKIP),
+        ("codec", TINY_CODEC),
+    ):
         fit(load_config(None, overrides), base / name, progress=False)
         runs[name] = base / name
     return runs
@@ -68,7 +83,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A repository: `tiny-image` (conv), `tiny-seq` (recurrent, versions 1 and 2), `tiny-denoise` (skips)."""
+    """Repository: tiny-image (conv), tiny-seq (recurrent, v1 and v2), tiny-denoise (skips), tiny-codec."""
     from training.export import export_run
 
     repo = tmp_path_factory.mktemp("models")
@@ -76,4 +91,5 @@ def tiny_models(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     export_run(tiny_runs["recurrent"], "tiny-seq", repo)
     export_run(tiny_runs["recurrent"], "tiny-seq", repo, task="reconstruct")
     export_run(tiny_runs["skip"], "tiny-denoise", repo)
+    export_run(tiny_runs["codec"], "tiny-codec", repo)
     return repo

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         help="relative data paths resolve against this (default: current directory)",
     )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    fit.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from another run's best weights (fine-tuning; fresh optimizer)",
+    )
 
     export = commands.add_parser("export", help="export a run to models/NAME/VERSION/")
     export.add_argument("run_dir", type=Path)
@@ -85,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.run_dir or Path("runs") / name
             from training.fit import fit  # torch is imported only when a command needs it
 
-            summary = fit(config, run_dir, root=args.data_root, resume=args.resume, progress=not args.no_progress)
+            summary = fit(
+                config,
+                run_dir,
+                root=args.data_root,
+                resume=args.resume,
+                progress=not args.no_progress,
+                init_from=args.init_from,
+            )
             print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
         elif args.command == "evaluate":
             print(json.dumps(_evaluate(args), indent=2))

@@ -109,7 +109,12 @@ def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device:
 
 
 def fit(
-    config: RunConfig, run_dir: Path, root: Path | None = None, resume: bool = False, progress: bool = True
+    config: RunConfig,
+    run_dir: Path,
+    root: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
     """Train per `config` into `run_dir`; returns the summary (also written to summary.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +133,10 @@ def fit(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = {k: saved[k] for k in state}
-    elif (run_dir / "metrics.jsonl").exists():
+    elif init_from is not None:
+        # Fine-tuning: start from another run's best weights with a fresh optimizer and schedule.
+        model.load_state_dict(load_checkpoint(_best_or_latest(init_from))["model"])
+    if not resume and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     use_amp = device.type == "cuda"  # mixed precision pays off only on GPUs
@@ -202,6 +210,10 @@ def fit(
             checkpoint(run_dir / LATEST)
     bar.close()
     return _finish(run_dir, model, val_set, loss_fn, device, config, state, data_info)
+
+
+def _best_or_latest(run_dir: Path) -> Path:
+    return run_dir / BEST if (run_dir / BEST).is_file() else run_dir / LATEST
 
 
 def _finish(

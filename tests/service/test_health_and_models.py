@@ -14,12 +14,12 @@ def test_live_and_ready(client):
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == HTTPStatus.OK
-    assert ready.json() == {"ready": True, "models": 4, "failures": {}}
+    assert ready.json() == {"ready": True, "models": 5, "failures": {}}
 
 
 def test_list_and_describe_models(client):
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
-    assert sorted(models) == ["tiny-denoise", "tiny-image", "tiny-seq"]
+    assert sorted(models) == ["tiny-codec", "tiny-denoise", "tiny-image", "tiny-seq"]
     seq = client.get("/v1/models/tiny-seq").json()
     assert seq["default_version"] == 2
     assert [v["task"] for v in seq["versions"]] == ["embed", "reconstruct"]
@@ -60,7 +60,7 @@ def test_a_broken_model_is_skipped_with_its_reason(tiny_models, tmp_path):
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "dance"}))
     with TestClient(create_app(service_settings(repo))) as client:
         ready = client.get("/health/ready").json()
-        assert ready["ready"] is True and ready["models"] == 2
+        assert ready["ready"] is True and ready["models"] == 3
         assert "sha256" in ready["failures"]["tiny-image/1"]
         assert "invalid model.json" in ready["failures"]["tiny-denoise/1"]
         assert client.post("/v1/models/tiny-image/reconstruct").status_code == HTTPStatus.NOT_FOUND
