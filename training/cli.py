@@ -67,10 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     images.add_argument("--images", type=Path, required=True, help="image folder (held out: every 10th file)")
     images.add_argument("--model", type=Path, default=Path("models/image-conv"))
     images.add_argument("--out", type=Path, default=Path("docs/evaluation/images"))
+    codec = kinds.add_parser("codec", help="RD curves, BD-rate of the codec models against JPEG and WebP")
+    codec.add_argument("--images", type=Path, required=True, help="image folder")
+    codec.add_argument(
+        "--split",
+        choices=["heldout", "all"],
+        default="heldout",
+        help="heldout: every 10th file (the training split's validation); all: every file",
+    )
+    codec.add_argument(
+        "--models", type=Path, nargs="+", default=[Path(f"models/image-codec-q{q}") for q in (1, 2, 3, 4)]
+    )
+    codec.add_argument("--out", type=Path, default=Path("docs/evaluation/codec"))
     return parser
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
+    if args.kind == "codec":
+        from training.evaluate import codec
+
+        return codec.run(args.images, args.models, args.out, args.split)
     if args.kind == "images":
         from training.evaluate import images
 

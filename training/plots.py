@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -68,6 +69,23 @@ def plot_error_distributions(normal: np.ndarray, abnormal: np.ndarray, out: Path
         xscale="log", xlabel="reconstruction error (MSE, normalised units)", ylabel="density", title="Anomaly scores"
     )
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def plot_rd_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """PSNR and MS-SSIM against bits per pixel, one line per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method, points in curves.items():
+        rates = [p["bpp"] for p in points]
+        axes[0].plot(rates, [p["psnr"] for p in points], marker="o", label=method)
+        axes[1].plot(rates, [p["ms_ssim"] for p in points], marker="o", label=method)
+    axes[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title="Rate-distortion (PSNR)", xlim=(0, 1.5))
+    axes[1].set(xlabel="bits per pixel", ylabel="MS-SSIM", title="Rate-distortion (MS-SSIM)", xlim=(0, 1.5))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -62,3 +62,46 @@ def test_evaluate_images_cli(tiny_models, tmp_path, capsys):
     report = json.loads((out / "images.json").read_text())
     assert report["count"] == 40 and 5.0 < report["mean_psnr_db"] < 60.0
     assert json.loads(capsys.readouterr().out)["mean_psnr_db"] == report["mean_psnr_db"]
+
+
+def test_bd_rate_of_a_curve_against_itself_is_zero_and_cheaper_is_negative():
+    from training.evaluate.rd import bd_rate, psnr_at_rate
+
+    rates, psnrs = [0.1, 0.25, 0.5, 1.0], [24.0, 27.0, 30.0, 33.0]
+    assert abs(bd_rate(rates, psnrs, rates, psnrs)) < 1e-9
+    assert bd_rate(rates, psnrs, [r * 0.8 for r in rates], psnrs) == pytest.approx(-20.0, abs=1e-6)
+    assert psnr_at_rate(rates, psnrs, 0.25) == pytest.approx(27.0)
+    assert np.isnan(psnr_at_rate(rates, psnrs, 2.0))
+
+
+def test_evaluate_codec_cli(tiny_models, tmp_path):
+    from tests.conftest import BSDS
+
+    images = tmp_path / "few"
+    images.mkdir()
+    for name in sorted(p.name for p in BSDS.iterdir())[:2]:
+        (images / name).write_bytes((BSDS / name).read_bytes())
+    out = tmp_path / "codec"
+    assert (
+        main(
+            [
+                "evaluate",
+                "codec",
+                "--images",
+                str(images),
+                "--split",
+                "all",
+                "--models",
+                str(tiny_models / "tiny-codec"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "codec.json").read_text())
+    assert report["count"] == 2 and set(report["curves"]) == {"ours", "JPEG", "WEBP"}
+    ours = report["curves"]["ours"][0]
+    assert ours["bpp"] > 0 and 0 < ours["ms_ssim"] <= 1 and ours["psnr"] > 5
+    assert "bd_rate_vs_jpeg_percent" in report["summary"]
+    assert (out / "rd_curves.png").stat().st_size > 0 and (out / "codec.csv").read_text().count("\n") == 1 + 2 * 22
