@@ -79,10 +79,21 @@ def _parser() -> argparse.ArgumentParser:
         "--models", type=Path, nargs="+", default=[Path(f"models/image-codec-q{q}") for q in (1, 2, 3, 4)]
     )
     codec.add_argument("--out", type=Path, default=Path("docs/evaluation/codec"))
+    denoise = kinds.add_parser("denoise", help="PSNR/SSIM of the denoiser against BM3D and non-local means")
+    denoise.add_argument("--images", type=Path, required=True, help="image folder")
+    denoise.add_argument("--sigma", type=float, nargs="+", default=[15.0, 25.0, 50.0], help="noise levels (0..255)")
+    denoise.add_argument("--split", choices=["heldout", "all"], default="heldout")
+    denoise.add_argument("--bm3d-limit", type=int, default=10, help="images BM3D runs on (it is slow)")
+    denoise.add_argument("--model", type=Path, default=Path("models/image-denoise"))
+    denoise.add_argument("--out", type=Path, default=Path("docs/evaluation/denoise"))
     return parser
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
+    if args.kind == "denoise":
+        from training.evaluate import denoise
+
+        return denoise.run(args.images, args.model, args.sigma, args.out, args.bm3d_limit, args.split)
     if args.kind == "codec":
         from training.evaluate import codec
 

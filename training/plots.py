@@ -89,3 +89,19 @@ def plot_rd_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def plot_denoise_crops(crops: list[tuple[float, dict[str, np.ndarray]]], out: Path, size: int = 128) -> None:
+    """Side-by-side centre crops (uint8 HxWx3) per sigma: clean, noisy and each method."""
+    methods = list(crops[0][1])
+    fig, axes = plt.subplots(len(crops), len(methods), figsize=(2.2 * len(methods), 2.3 * len(crops)), squeeze=False)
+    for row, (sigma, images) in enumerate(crops):
+        for col, method in enumerate(methods):
+            image = images[method]
+            top, left = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
+            axes[row][col].imshow(image[top : top + size, left : left + size])
+            axes[row][col].set_title(f"{method} (sigma {sigma:g})", fontsize=8)
+            axes[row][col].axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

@@ -105,3 +105,42 @@ def test_evaluate_codec_cli(tiny_models, tmp_path):
     assert ours["bpp"] > 0 and 0 < ours["ms_ssim"] <= 1 and ours["psnr"] > 5
     assert "bd_rate_vs_jpeg_percent" in report["summary"]
     assert (out / "rd_curves.png").stat().st_size > 0 and (out / "codec.csv").read_text().count("\n") == 1 + 2 * 22
+
+
+def test_evaluate_denoise_cli(tiny_models, tmp_path):
+    from tests.conftest import BSDS
+
+    images = tmp_path / "one"
+    images.mkdir()
+    name = sorted(p.name for p in BSDS.iterdir())[0]
+    from PIL import Image
+
+    Image.open(BSDS / name).crop((0, 0, 96, 80)).save(images / "crop.png")
+    out = tmp_path / "denoise"
+    assert (
+        main(
+            [
+                "evaluate",
+                "denoise",
+                "--images",
+                str(images),
+                "--split",
+                "all",
+                "--sigma",
+                "25",
+                "--bm3d-limit",
+                "1",
+                "--model",
+                str(tiny_models / "tiny-denoise"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "denoise.json").read_text())
+    methods = report["means"]["sigma_25"]["all"]
+    assert set(methods) == {"noisy", "ours", "nlm", "bm3d"}
+    assert methods["bm3d"]["psnr"] > methods["noisy"]["psnr"]  # BM3D really denoises
+    assert 18 < methods["noisy"]["psnr"] < 23  # sigma 25 noise on 8-bit pixels: about 20.5 dB
+    assert (out / "denoise_crops.png").stat().st_size > 0
