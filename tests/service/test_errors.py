@@ -2,13 +2,12 @@
 
 import base64
 import io
-import struct
-import zlib
 from http import HTTPStatus
 
 import numpy as np
 import pytest
 
+from bench.corpus import png_claiming
 from tests.service.conftest import decode_png, png_bytes
 
 IMAGE = "/v1/models/tiny-image"
@@ -16,17 +15,6 @@ SEQ = "/v1/models/tiny-seq"
 PNG = {"content-type": "image/png"}
 JSON = {"content-type": "application/json"}
 NPY = {"content-type": "application/x-npy"}
-
-
-def _png_header_claiming(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims a huge size, with no real pixel data (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 1024)  # a sliver of the rows it claims
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def _latent(shape, values=None) -> dict:
@@ -149,7 +137,7 @@ CASES = [
     pytest.param(
         "post",
         f"{IMAGE}/reconstruct",
-        {"content": _png_header_claiming(100_000, 100_000), "headers": PNG},
+        {"content": png_claiming(100_000, 100_000), "headers": PNG},
         413,
         "payload_too_large",
         id="png-claims-100000x100000",

@@ -1,11 +1,7 @@
 """Graceful shutdown of a real server process: SIGTERM while requests are in flight loses none."""
 
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -14,68 +10,20 @@ from http import HTTPStatus
 import pytest
 
 from tests.service.conftest import png_bytes
+from tests.service.server import http_get, running_server
 
 IN_FLIGHT = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def _queue_depth(base: str) -> int:
-    _, text = _get(f"{base}/metrics")
+    _, text = http_get(f"{base}/metrics")
     return int(sum(float(v) for v in re.findall(r'^ae_queue_depth\{model="tiny-image"\} (\S+)$', text, re.M)))
 
 
 @pytest.fixture
 def server(tiny_models):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AE_PROVIDERS": '["CPUExecutionProvider"]',
-        "AE_INTRA_OP_THREADS": "1",
-        "AE_MAX_BODY_BYTES": "50000000",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "--port",
-            str(port),
-            "--repository",
-            str(tiny_models),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if _get(f"{base}/health/ready")[0] == HTTPStatus.OK:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"server did not become ready: {process.stdout.read().decode()[-2000:]}")
-    yield process, base
-    if process.poll() is None:
-        process.kill()
+    with running_server(tiny_models, AE_MAX_BODY_BYTES="50000000") as running:
+        yield running
 
 
 def test_sigterm_finishes_in_flight_requests(server):

@@ -1,0 +1,66 @@
+"""The hostile-input corpus against the app serving the committed default models."""
+
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bench.corpus import Targets, build_cases, image_bytes, noise
+from service.main import create_app
+from tests.conftest import ROOT
+from tests.service.conftest import service_settings
+
+MODELS = ROOT / "models"
+
+
+def _served(name: str) -> str | None:
+    return name if (MODELS / name).is_dir() else None
+
+
+TARGETS = Targets(
+    image=_served("image-conv"),
+    sequence=_served("ecg-embed"),
+    codec=_served("image-codec-q2"),
+    reconstruct_only=_served("image-denoise"),
+)
+
+
+@pytest.fixture(scope="module")
+def default_client():
+    with TestClient(create_app(service_settings(Path(MODELS), strict_models=True))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def corpus(default_client):
+    def encode_stream(png: bytes) -> bytes:
+        response = default_client.post(
+            f"/v1/models/{TARGETS.codec}/encode", content=png, headers={"content-type": "image/png"}
+        )
+        assert response.status_code == HTTPStatus.OK
+        return response.content
+
+    return build_cases(TARGETS, encode_stream)
+
+
+def test_the_corpus_is_big_enough(corpus):
+    assert len(corpus) >= 40
+    assert len({case.name for case in corpus}) == len(corpus)
+
+
+def test_every_case_gets_its_status_and_code_and_service_survives(default_client, corpus):
+    failures = []
+    for case in corpus:
+        headers = {**case.headers, **({"content-type": case.content_type} if case.content_type else {})}
+        response = default_client.request(case.method, case.path, content=case.body, headers=headers)
+        code = response.json()["error"]["code"] if response.status_code >= 400 else None
+        if (response.status_code, code) != (case.status, case.code):
+            failures.append(f"{case.name}: got {response.status_code} {code}, want {case.status} {case.code}")
+    assert not failures, "\n".join(failures)
+    after = default_client.post(
+        f"/v1/models/{TARGETS.image}/reconstruct",
+        content=image_bytes(noise(33, 47)),
+        headers={"content-type": "image/png"},
+    )
+    assert after.status_code == HTTPStatus.OK and after.headers["content-type"] == "image/png"
