@@ -9,8 +9,9 @@ from http import HTTPStatus
 
 import pytest
 
+from bench.net import http_get
 from tests.service.conftest import png_bytes
-from tests.service.server import http_get, running_server
+from tests.service.server import running_server
 
 IN_FLIGHT = 4
 

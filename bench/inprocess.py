@@ -1,0 +1,61 @@
+"""In-process throughput, single-threaded: ONNX Runtime alone, and the whole decode + infer + encode.
+
+These are the ceilings the HTTP numbers are compared with: on two cores the service cannot beat
+twice the single-threaded pipeline rate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service import pipelines as p
+from service.config import Settings
+from service.repository import LoadedModel, load_version
+
+SETTINGS = Settings(providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
+
+
+def _rate(work: Callable[[], Any], seconds: float = 2.0) -> float:
+    work()  # warm
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        work()
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def _latest(models: Path, name: str) -> LoadedModel:
+    folder = max((d for d in (models / name).iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
+    return load_version(folder, SETTINGS)
+
+
+def measure_limits(models: Path, workloads: list[Any]) -> dict[str, dict[str, float]]:
+    """Per workload: ONNX-only and full-pipeline requests per second on one thread."""
+    limits = {}
+    for workload in workloads:
+        name = workload.service_path.split("/")[3]
+        model = _latest(models, name)
+        if workload.content_type.startswith("image/"):
+            operation = "reconstruct"
+            prepared = p.prepare_image(model, workload.body, SETTINGS)
+
+            def pipeline(model: LoadedModel = model, body: bytes = workload.body) -> bytes:
+                return p.image_reconstruct(model, body, "image/png", SETTINGS)
+        else:
+            operation = "encode"
+            raw = json.loads(workload.body)["sequences"]
+            prepared = p.prepare_sequences(model, raw, SETTINGS)
+
+            def pipeline(model: LoadedModel = model, body: bytes = workload.body) -> bytes:
+                return json.dumps(p.sequence_encode(model, json.loads(body)["sequences"], SETTINGS)).encode()
+
+        engine = model.engine_for(operation)
+        limits[workload.name] = {
+            "onnx_only_per_s": _rate(lambda engine=engine, feeds=prepared.feeds: engine.run(feeds)),
+            "pipeline_per_s": _rate(pipeline),
+        }
+    return limits

@@ -1,0 +1,246 @@
+"""Load benchmark: the service against the plain baseline, with wrk, on loopback, interleaved.
+
+    python -m bench.load --duration 10 --out docs
+
+1. Start the service (default models) and the baseline (bench/baseline_app.py, same ONNX graphs).
+2. For each workload (image reconstruct 64x64 and 256x256 PNG, sequence encode of length 140) and
+   concurrency (1, 8, 32, 64): run wrk against the service, then against the baseline, alternating.
+3. Measure in process, single-threaded: ONNX Runtime alone, and decode + infer + encode (the
+   pipeline). The two-core limit is twice the pipeline rate.
+4. Write docs/benchmarks.md (table, machine, command) and docs/benchmarks.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from bench.inprocess import measure_limits
+from bench.net import free_port, service_command, spawned
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
+CONCURRENCY = (1, 8, 32, 64)
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
+local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
+wrk.body = f:read("*all")
+f:close()
+"""
+
+
+@dataclass
+class Workload:
+    """One request shape, with the paths that serve it on each server."""
+
+    name: str
+    body: bytes
+    content_type: str
+    service_path: str
+    baseline_path: str
+
+
+@dataclass
+class Cell:
+    """wrk's numbers for one workload, concurrency and server."""
+
+    workload: str
+    concurrency: int
+    server: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def workloads() -> list[Workload]:
+    """PNG crops of a real photo and a real ECG beat."""
+    photo = Image.open(sorted((DATA / "images" / "bsds400").glob("*.jpg"))[0]).convert("RGB")
+    items = []
+    for size in (64, 256):
+        buffer = io.BytesIO()
+        photo.crop((0, 0, size, size)).save(buffer, format="PNG")
+        items.append(
+            Workload(
+                f"image reconstruct {size}x{size}",
+                buffer.getvalue(),
+                "image/png",
+                "/v1/models/image-conv/reconstruct",
+                "/reconstruct",
+            )
+        )
+    beat = (DATA / "sequences" / "ecg5000" / "ECG5000_TRAIN.txt").read_text().splitlines()[0].split()[1:]
+    body = json.dumps({"sequences": [[float(v) for v in beat]]}).encode()
+    items.append(Workload("sequence encode 140", body, "application/json", "/v1/models/ecg-embed/encode", "/encode"))
+    return items
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, workload: Workload, concurrency: int, duration: float, script: Path, body: Path) -> dict:
+    """One wrk run; returns req/s, p50, p99, errors and request count."""
+    body.write_bytes(workload.body)
+    threads = min(2, concurrency)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        env={**os.environ, "WRK_BODY": str(body), "WRK_CONTENT_TYPE": workload.content_type},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+    }
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(), "kernel": platform.release()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
+    args = parser.parse_args(argv)
+    items = workloads()
+    limits = measure_limits(ROOT / "models", items)
+    service_port, baseline_port = free_port(), free_port()
+    service_cmd = service_command(service_port, ROOT / "models")
+    baseline_cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.baseline_app:app",
+        "--port",
+        str(baseline_port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    # The service's settings come from the environment (AE_*) so tuning runs need no code change.
+    service_env = {"AE_PROVIDERS": '["CPUExecutionProvider"]'}
+    cells: list[Cell] = []
+    ours, baseline = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{baseline_port}"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        spawned(service_cmd, service_env, ours, "/health/ready"),
+        spawned(baseline_cmd, {"AE_BASELINE_MODELS": str(ROOT / "models")}, baseline, "/docs"),
+    ):
+        script, body = Path(tmp) / "post.lua", Path(tmp) / "body"
+        script.write_text(LUA)
+        for workload in items:
+            for concurrency in args.concurrency:
+                # Interleaved: the two servers run back to back for each cell, so drift hits both.
+                for name, base, path in (
+                    ("service", ours, workload.service_path),
+                    ("baseline", baseline, workload.baseline_path),
+                ):
+                    result = run_wrk(f"{base}{path}", workload, concurrency, args.duration, script, body)
+                    cells.append(Cell(workload.name, concurrency, name, **result))
+                    print(f"{workload.name:28s} c={concurrency:<3d} {name:9s} {result}", flush=True)
+    report = {
+        "machine": machine(),
+        "duration_s": args.duration,
+        "limits": limits,
+        "cells": [asdict(c) for c in cells],
+        "command": "python -m bench.load " + " ".join(argv or sys.argv[1:]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "benchmarks.md").write_text(render(report))
+    return 0
+
+
+def render(report: dict) -> str:
+    """The markdown table: per cell req/s, p50, p99, errors, ratio to baseline, fraction of the limit."""
+    cells = report["cells"]
+    lines = [
+        "# Load benchmark",
+        "",
+        f"Command: `{report['command']}` (wrk on loopback, {report['duration_s']:g} s per "
+        "run, service and baseline interleaved per cell).",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()) + ".",
+        "",
+        "## In-process limits (single thread)",
+        "",
+        "| Workload | ONNX Runtime only (req/s) | decode + infer + encode (req/s) | two-core limit (req/s) |",
+        "|---|---|---|---|",
+    ]
+    for name, limit in report["limits"].items():
+        lines.append(
+            f"| {name} | {limit['onnx_only_per_s']:.0f} | {limit['pipeline_per_s']:.0f} | "
+            f"{2 * limit['pipeline_per_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Service vs baseline",
+        "",
+        "| Workload | Concurrency | Service req/s | Baseline req/s | Ratio | Service p50 / p99 (ms) | "
+        "Baseline p50 / p99 (ms) | Errors (service / baseline) | Fraction of limit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ours in (c for c in cells if c["server"] == "service"):
+        base = next(
+            c
+            for c in cells
+            if c["server"] == "baseline"
+            and c["workload"] == ours["workload"]
+            and c["concurrency"] == ours["concurrency"]
+        )
+        limit = 2 * report["limits"][ours["workload"]]["pipeline_per_s"]
+        lines.append(
+            f"| {ours['workload']} | {ours['concurrency']} | {ours['requests_per_s']:.0f} | "
+            f"{base['requests_per_s']:.0f} | {ours['requests_per_s'] / base['requests_per_s']:.2f}x | "
+            f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f} | {base['p50_ms']:.1f} / {base['p99_ms']:.1f} | "
+            f"{ours['errors']} / {base['errors']} | {ours['requests_per_s'] / limit:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
