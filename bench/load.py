@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -126,6 +127,36 @@ def run_wrk(url: str, workload: Workload, concurrency: int, duration: float, scr
     }
 
 
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_idle(pids: list[int], window_s: float = 0.5, max_wait_s: float = 60.0) -> None:
+    """Block until the processes together use under 5% of a core over `window_s`."""
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        before = sum(_cpu_ticks(p) for p in pids)
+        time.sleep(window_s)
+        if (sum(_cpu_ticks(p) for p in pids) - before) / ticks_per_s < 0.05 * window_s:
+            return
+
+
+def latest(models: Path, name: str) -> str:
+    """`name/VERSION` of the highest version: the one the service serves by default."""
+    return f"{name}/{max(int(p.name) for p in (models / name).iterdir() if p.name.isdigit())}"
+
+
+def baseline_env(models: Path) -> dict[str, str]:
+    """The baseline serves exactly the graphs the service serves by default."""
+    return {
+        "AE_BASELINE_MODELS": str(models),
+        "AE_BASELINE_IMAGE_MODEL": latest(models, "image-conv"),
+        "AE_BASELINE_SEQUENCE_MODEL": latest(models, "ecg-embed"),
+    }
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
     cpu = next(
@@ -167,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     ours, baseline = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{baseline_port}"
     with (
         tempfile.TemporaryDirectory() as tmp,
-        spawned(service_cmd, service_env, ours, "/health/ready"),
-        spawned(baseline_cmd, {"AE_BASELINE_MODELS": str(ROOT / "models")}, baseline, "/docs"),
+        spawned(service_cmd, service_env, ours, "/health/ready") as service_process,
+        spawned(baseline_cmd, baseline_env(ROOT / "models"), baseline, "/docs") as baseline_process,
     ):
+        pids = [service_process.pid, baseline_process.pid]
         script, body = Path(tmp) / "post.lua", Path(tmp) / "body"
         script.write_text(LUA)
         for workload in items:
@@ -179,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                     ("service", ours, workload.service_path),
                     ("baseline", baseline, workload.baseline_path),
                 ):
+                    # A server keeps working off its backlog after wrk stops; start each run on an idle machine.
+                    wait_idle(pids)
                     result = run_wrk(f"{base}{path}", workload, concurrency, args.duration, script, body)
                     cells.append(Cell(workload.name, concurrency, name, **result))
                     print(f"{workload.name:28s} c={concurrency:<3d} {name:9s} {result}", flush=True)

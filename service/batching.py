@@ -7,6 +7,8 @@ runs them as one batch in a worker thread, and splits the outputs back.
 - An idle server never waits: the worker waits up to `max_wait_ms` for company only while other
   requests are known to be on their way (decoding their bodies); otherwise a lone request runs
   at once.
+- A request that finds its batcher idle (nothing queued, nothing running) runs inline in the thread
+  that prepared it: no hand-off at all (`try_inline` / `end_inline`).
 - The queue is bounded: a full queue answers 503 `overloaded` with Retry-After at once, instead of
   letting latency grow without bound.
 """
@@ -14,6 +16,7 @@ runs them as one batch in a worker thread, and splits the outputs back.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Hashable
@@ -66,6 +69,22 @@ class MicroBatcher:
         self.incoming = 0  # requests decoding their bodies that will submit here soon
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Runs in progress (worker batches and inline runs); read and written from several threads.
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def try_inline(self) -> bool:
+        """Claim the engine for one inline run when nothing is queued or running (any thread)."""
+        with self._lock:
+            if self._running or self.items:
+                return False
+            self._running += 1
+            return True
+
+    def end_inline(self) -> None:
+        """Release a claim taken with `try_inline`."""
+        with self._lock:
+            self._running -= 1
 
     def start(self) -> None:
         """Start the worker on the running loop."""
@@ -95,9 +114,10 @@ class MicroBatcher:
         self.items.append(item)
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                # On timeout the future is cancelled, and the worker skips items whose future is done.
+                return await item.future
         except TimeoutError as error:
-            item.future.cancel()  # the worker skips cancelled items that have not run yet
             raise RequestTimeoutError(f"the request did not finish within {timeout_s:g} s") from error
 
     def _take_batch(self) -> list[_Item]:
@@ -137,6 +157,8 @@ class MicroBatcher:
             batch = self._take_batch()
             if not batch:
                 continue
+            with self._lock:
+                self._running += 1
             try:
                 outputs = await loop.run_in_executor(self.executor, self.engine.run, merge([i.feeds for i in batch]))
             except Exception as error:  # hand the failure to every waiting request
@@ -144,6 +166,9 @@ class MicroBatcher:
                     if not item.future.done():
                         item.future.set_exception(error)
                 continue
+            finally:
+                with self._lock:
+                    self._running -= 1
             for item, part in zip(batch, split(outputs, [i.rows for i in batch]), strict=True):
                 if not item.future.done():
                     item.future.set_result(part)

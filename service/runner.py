@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -65,10 +66,9 @@ class PipelineRunner:
         deadline = time.perf_counter() + self.settings.request_timeout_s
         gauge.inc()
         try:
-            return await asyncio.wait_for(
-                self._stages(batcher, deadline, prepare, prepare_args, finish, finish_args),
-                self.settings.request_timeout_s,
-            )
+            # asyncio.timeout, unlike wait_for, runs the stages in this task: no extra task per request.
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await self._stages(batcher, deadline, prepare, prepare_args, finish, finish_args)
         except TimeoutError as error:
             raise RequestTimeoutError(
                 f"the request did not finish within {self.settings.request_timeout_s:g} s"
@@ -87,8 +87,35 @@ class PipelineRunner:
     ) -> Any:
         batcher.incoming += 1  # lets the batcher wait for this request rather than run a lone one
         try:
-            prepared = await run_in_threadpool(prepare, *prepare_args)
+            outcome = await run_in_threadpool(
+                _prepare_or_run_inline, batcher, prepare, prepare_args, finish, finish_args
+            )
         finally:
             batcher.incoming -= 1
-        outputs = await batcher.submit(prepared.key, prepared.feeds, max(deadline - time.perf_counter(), 0.001))
-        return await run_in_threadpool(finish, outputs, prepared.context, *finish_args)
+        if not isinstance(outcome, Prepared):
+            return outcome.value
+        outputs = await batcher.submit(outcome.key, outcome.feeds, max(deadline - time.perf_counter(), 0.001))
+        return await run_in_threadpool(finish, outputs, outcome.context, *finish_args)
+
+
+@dataclass
+class _Done:
+    value: Any
+
+
+def _prepare_or_run_inline(
+    batcher: MicroBatcher,
+    prepare: Callable[..., Prepared],
+    prepare_args: tuple[Any, ...],
+    finish: Callable[..., Any],
+    finish_args: tuple[Any, ...],
+) -> Prepared | _Done:
+    """In a worker thread: prepare; if the engine is idle, also run and finish here (one hop in all)."""
+    prepared = prepare(*prepare_args)
+    if not batcher.try_inline():
+        return prepared
+    try:
+        outputs = batcher.engine.run(prepared.feeds)
+    finally:
+        batcher.end_inline()
+    return _Done(finish(outputs, prepared.context, *finish_args))

@@ -20,7 +20,7 @@ def _authorized(request: Request) -> bool:
     return any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
 
 
-def require_api_key(request: Request) -> None:
+def check_api_key(request: Request) -> None:
     """401 unless the request carries `Authorization: Bearer <a configured key>`."""
     if not _authorized(request):
         raise UnauthorizedError(
@@ -28,13 +28,18 @@ def require_api_key(request: Request) -> None:
         )
 
 
-def require_api_key_for_health(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
+    """The dependency form of `check_api_key` (async: no thread hop for a header check)."""
+    check_api_key(request)
+
+
+async def require_api_key_for_health(request: Request) -> None:
     """Like `require_api_key`, when AE_AUTH_HEALTH is set."""
     if request.app.state.service.settings.auth_health:
-        require_api_key(request)
+        check_api_key(request)
 
 
-def require_api_key_for_metrics(request: Request) -> None:
+async def require_api_key_for_metrics(request: Request) -> None:
     """Like `require_api_key`, when AE_AUTH_METRICS is set."""
     if request.app.state.service.settings.auth_metrics:
-        require_api_key(request)
+        check_api_key(request)

@@ -1,4 +1,8 @@
-"""Shared request dependencies as `Annotated` aliases."""
+"""Shared request dependencies as `Annotated` aliases.
+
+They are `async def` on purpose: FastAPI runs plain `def` dependencies in the thread pool, which
+would cost a thread hop per dependency per request for what are attribute lookups.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,18 @@ from service.runner import PipelineRunner
 from service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     """The app's state object (settings, repository, readiness)."""
     state: ServiceState = request.app.state.service
     return state
 
 
-def get_settings(state: Annotated[ServiceState, Depends(get_state)]) -> Settings:
+async def get_settings(state: Annotated[ServiceState, Depends(get_state)]) -> Settings:
     """The settings the app was built with."""
     return state.settings
 
 
-def get_repository(state: Annotated[ServiceState, Depends(get_state)]) -> ModelRepository:
+async def get_repository(state: Annotated[ServiceState, Depends(get_state)]) -> ModelRepository:
     """The loaded repository; 503 until loading and warm-up are done, and again during shutdown."""
     if not state.ready or state.repository is None:
         raise NotReadyError(
@@ -33,7 +37,7 @@ def get_repository(state: Annotated[ServiceState, Depends(get_state)]) -> ModelR
     return state.repository
 
 
-def get_runner(request: Request) -> PipelineRunner:
+async def get_runner(request: Request) -> PipelineRunner:
     """The app's pipeline runner (thread pool, timeout, queue gauge)."""
     runner: PipelineRunner = request.app.state.runner
     return runner
@@ -45,7 +49,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
 
 
-def get_model(name: str, repository: RepositoryDep, version: int | None = None) -> LoadedModel:
+async def get_model(name: str, repository: RepositoryDep, version: int | None = None) -> LoadedModel:
     """The addressed model: the highest version unless the path names one."""
     return repository.get(name, version)
 
