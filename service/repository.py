@@ -92,11 +92,7 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
         )
     engines: dict[str, OnnxEngine] = {}
     for role, graph in manifest.graphs.items():
-        path = folder / graph.file
-        if not path.is_file():
-            raise ModelLoadError(f"missing graph file {graph.file}")
-        if sha256_of(path) != graph.sha256:
-            raise ModelLoadError(f"sha256 of {graph.file} does not match the manifest")
+        path = _verified(folder, graph.file, graph.sha256, "graph file")
         try:
             engine = OnnxEngine(path, settings)
             engine.run(_warmup_feeds(manifest, role))
@@ -106,15 +102,21 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
     return LoadedModel(manifest, engines, _load_tables(folder, manifest))
 
 
+def _verified(folder: Path, name: str, sha256: str, what: str) -> Path:
+    """The path of a file the manifest lists, once it exists and its sha256 matches."""
+    path = folder / name
+    if not path.is_file():
+        raise ModelLoadError(f"missing {what} {name}")
+    if sha256_of(path) != sha256:
+        raise ModelLoadError(f"sha256 of {name} does not match the manifest")
+    return path
+
+
 def _load_tables(folder: Path, manifest: Manifest) -> EntropyTables | None:
     spec = manifest.entropy_model
     if spec is None:
         return None
-    path = folder / spec.file
-    if not path.is_file():
-        raise ModelLoadError(f"missing entropy tables {spec.file}")
-    if sha256_of(path) != spec.sha256:
-        raise ModelLoadError(f"sha256 of {spec.file} does not match the manifest")
+    path = _verified(folder, spec.file, spec.sha256, "entropy tables")
     try:
         tables = EntropyTables(path)
     except (ValueError, KeyError, TypeError) as error:

@@ -66,34 +66,14 @@ def _conv_plans(model: ConvAutoencoder) -> list[GraphPlan]:
     if model.has_latent_graphs:
         with torch.no_grad():
             latent = model.encode(image)
-        plans += [
-            GraphPlan(
-                "encoder",
-                _Call(model, "encode"),
-                (image,),
-                ["image"],
-                ["latent"],
-                {"image": spatial, "latent": latent_axes},
-            ),
-            GraphPlan(
-                "decoder",
-                _Call(model, "decode"),
-                (latent,),
-                ["latent"],
-                ["reconstruction"],
-                {"latent": latent_axes, "reconstruction": spatial},
-            ),
-        ]
+        plans += _encoder_decoder_plans(model, image, latent, spatial, latent_axes)
     return plans
 
 
-def _codec_plans(model: CompressionAutoencoder) -> list[GraphPlan]:
-    m = model.config.stride_multiple
-    image = torch.rand(2, model.config.channels, 4 * m, 6 * m)
-    with torch.no_grad():
-        latent = torch.round(model.encode(image))
-    spatial = {0: "batch", 2: "height", 3: "width"}
-    latent_axes = {0: "batch", 2: "latent_height", 3: "latent_width"}
+def _encoder_decoder_plans(
+    model: nn.Module, image: Tensor, latent: Tensor, spatial: dict[int, str], latent_axes: dict[int, str]
+) -> list[GraphPlan]:
+    """The standalone encoder (image -> latent) and decoder (latent -> reconstruction) graphs."""
     return [
         GraphPlan(
             "encoder",
@@ -112,6 +92,15 @@ def _codec_plans(model: CompressionAutoencoder) -> list[GraphPlan]:
             {"latent": latent_axes, "reconstruction": spatial},
         ),
     ]
+
+
+def _codec_plans(model: CompressionAutoencoder) -> list[GraphPlan]:
+    m = model.config.stride_multiple
+    image = torch.rand(2, model.config.channels, 4 * m, 6 * m)
+    with torch.no_grad():
+        latent = torch.round(model.encode(image))  # the decoder sees what the bitstream carries
+    spatial = {0: "batch", 2: "height", 3: "width"}
+    return _encoder_decoder_plans(model, image, latent, spatial, {0: "batch", 2: "latent_height", 3: "latent_width"})
 
 
 def _recurrent_plans(model: RecurrentAutoencoder) -> list[GraphPlan]:

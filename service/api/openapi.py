@@ -36,7 +36,9 @@ _ERRORS = {
         (413, "body bytes or image pixels over the limit"),
         (415, "unsupported media type"),
         (422, "invalid values: NaN or Inf, ragged or empty series, wrong feature count or latent shape"),
-        (503, "models loading or the service shutting down"),
+        (401, "API keys are configured and the request carries no valid bearer key"),
+        (503, "models loading, the service shutting down, or the model's queue full (`overloaded`)"),
+        (504, "the request ran longer than the configured timeout"),
     )
 }
 
@@ -71,19 +73,23 @@ def _json(model: Any, example: Any) -> dict[str, Any]:
     return {"schema": _schema(model), "example": example}
 
 
+# encode and reconstruct take the same bodies: an image (raw or multipart) or a batch of series.
+_IMAGE_OR_SEQUENCES_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            **_image_request(),
+            "application/json": {"schema": _schema(SequencesRequest), "example": _SEQUENCES_EXAMPLE},
+        },
+    }
+}
+
 ENCODE_DOC: dict[str, Any] = {
     "description": "Image models: send an image (raw `image/*` body or multipart `file`); the latent comes back as "
     "JSON, or as `.npy` with `Accept: application/x-npy` (original size in `X-Image-Height`/`-Width`). "
-    'Sequence models: send `{"sequences": [...]}`; embeddings come back.',
-    "openapi_extra": {
-        "requestBody": {
-            "required": True,
-            "content": {
-                **_image_request(),
-                "application/json": {"schema": _schema(SequencesRequest), "example": _SEQUENCES_EXAMPLE},
-            },
-        }
-    },
+    'Sequence models: send `{"sequences": [...]}`; embeddings come back. Compression models (task `compress`): '
+    "the answer is the compressed bitstream (`application/octet-stream`), with `X-Bits-Per-Pixel`.",
+    "openapi_extra": _IMAGE_OR_SEQUENCES_BODY,
     "responses": {
         200: {
             "description": "latent (image models) or embeddings (sequence models)",
@@ -96,6 +102,7 @@ ENCODE_DOC: dict[str, Any] = {
                     },
                 },
                 "application/x-npy": {"schema": _BINARY},
+                "application/octet-stream": {"schema": _BINARY},
             },
         },
         **_ERRORS,
@@ -105,7 +112,8 @@ ENCODE_DOC: dict[str, Any] = {
 DECODE_DOC: dict[str, Any] = {
     "description": "Image models: send a latent as JSON (as `encode` returns it; `image_size` crops to the original "
     "size) or as `.npy` (with optional `X-Image-Height`/`-Width`); a PNG comes back (`Accept` may ask for JPEG or "
-    "WebP). Sequence models: send embeddings and the lengths to decode.",
+    "WebP). Sequence models: send embeddings and the lengths to decode. Compression models: send the bitstream "
+    "(`application/octet-stream`) that `encode` returned; a damaged or foreign stream is refused with 400.",
     "openapi_extra": {
         "requestBody": {
             "required": True,
@@ -118,6 +126,7 @@ DECODE_DOC: dict[str, Any] = {
                     },
                 },
                 "application/x-npy": {"schema": _BINARY},
+                "application/octet-stream": {"schema": _BINARY},
             },
         }
     },
@@ -138,16 +147,9 @@ DECODE_DOC: dict[str, Any] = {
 
 RECONSTRUCT_DOC: dict[str, Any] = {
     "description": "Image models: image in, reconstruction (or denoised image) of the same size out, PNG by default. "
-    'Sequence models: `{"sequences": [...]}` in; reconstructions and per-series errors (anomaly scores) out.',
-    "openapi_extra": {
-        "requestBody": {
-            "required": True,
-            "content": {
-                **_image_request(),
-                "application/json": {"schema": _schema(SequencesRequest), "example": _SEQUENCES_EXAMPLE},
-            },
-        }
-    },
+    'Sequence models: `{"sequences": [...]}` in; reconstructions and per-series errors (anomaly scores) out. '
+    "Compression models: encode then decode through the real bitstream; `X-Bits-Per-Pixel` and `X-PSNR` report it.",
+    "openapi_extra": _IMAGE_OR_SEQUENCES_BODY,
     "responses": {
         200: {
             **_image_answer("reconstruction"),

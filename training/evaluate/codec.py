@@ -8,9 +8,7 @@ make the RD curves; BD-rate compares the curves; PSNR at 0.25 and 0.5 bpp is int
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from service import compression
 from service.config import Settings
 from service.pipelines import run_direct
 from service.repository import LoadedModel
-from training.evaluate.images import held_out_images, psnr
+from training.evaluate.images import psnr, select_images, write_report
 from training.evaluate.rd import bd_rate, psnr_at_rate
 from training.evaluate.served import load_served
 from training.plots import plot_rd_curves
@@ -88,7 +86,7 @@ def _summary(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def run(images: Path, model_dirs: list[Path], out: Path, split: str = "heldout") -> dict[str, Any]:
     """Evaluate, write `codec.csv` (per image), `codec.json` (curves, BD-rates) and `rd_curves.png`."""
-    files = held_out_images(images, 10) if split == "heldout" else sorted(p for p in images.iterdir() if p.is_file())
+    files = select_images(images, split)
     models = [load_served(d) for d in model_dirs]
     rows: list[dict[str, Any]] = []
     for path in files:
@@ -116,11 +114,6 @@ def run(images: Path, model_dirs: list[Path], out: Path, split: str = "heldout")
                 )
     curves = _curves(rows)
     report = {"images": str(images), "split": split, "count": len(files), "summary": _summary(curves), "curves": curves}
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "codec.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "codec.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out, "codec", rows, report)
     plot_rd_curves(curves, out / "rd_curves.png")
     return report

@@ -8,9 +8,7 @@ so it runs on the first `bm3d_limit` images; means are reported over that subset
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from skimage.restoration import denoise_nl_means
 from service.config import Settings
 from service.pipelines import image_reconstruct
 from service.repository import LoadedModel
-from training.evaluate.images import held_out_images, psnr
+from training.evaluate.images import psnr, select_images, write_report
 from training.evaluate.served import load_served
 from training.plots import plot_denoise_crops
 
@@ -66,7 +64,7 @@ def run(
     images: Path, model_dir: Path, sigmas: list[float], out: Path, bm3d_limit: int = 10, split: str = "heldout"
 ) -> dict[str, Any]:
     """Evaluate; writes `denoise.csv`, `denoise.json` and `denoise_crops.png` under `out`."""
-    files = held_out_images(images, 10) if split == "heldout" else sorted(p for p in images.iterdir() if p.is_file())
+    files = select_images(images, split)
     model = load_served(model_dir)
     rows: list[dict[str, Any]] = []
     crops: list[tuple[float, dict[str, np.ndarray]]] = []
@@ -89,12 +87,7 @@ def run(
         "model": f"{model.manifest.name}/{model.manifest.version}",
         "means": _means(rows, bm3d_limit, files),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "denoise.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "denoise.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out, "denoise", rows, report)
     plot_denoise_crops(crops, out / "denoise_crops.png")
     return report
 

@@ -6,6 +6,7 @@ evaluated whole (not cropped), through the same pipeline the service runs.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -31,6 +32,21 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
 def held_out_images(folder: Path, val_every: int) -> list[Path]:
     """The validation files of the fixed image split."""
     return split_files(image_files(folder), val_every)[1]
+
+
+def select_images(images: Path, split: str) -> list[Path]:
+    """`heldout`: the fixed validation files of the training split; `all`: every image in the folder."""
+    return held_out_images(images, 10) if split == "heldout" else image_files(images)
+
+
+def write_report(out: Path, stem: str, rows: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    """`stem.csv` with one row per measurement and `stem.json` with the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / f"{stem}.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 def run(images: Path, model_dir: Path, out: Path, val_every: int = 10) -> dict[str, Any]:
