@@ -67,6 +67,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.items: deque[_Item] = deque()
         self.incoming = 0  # requests decoding their bodies that will submit here soon
+        self.admitted = 0  # requests anywhere between admission and answer (see PipelineRunner.admitted)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Runs in progress (worker batches and inline runs); read and written from several threads.

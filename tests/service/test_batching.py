@@ -126,3 +126,28 @@ def test_engine_errors_reach_every_waiting_request(rows):
 
     (result,) = asyncio.run(_with_batcher(Broken(), one))
     assert isinstance(result, RuntimeError)
+
+
+def test_admission_refuses_before_any_work(tiny_models):
+    from http import HTTPStatus
+
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+    from tests.service.conftest import png_bytes, service_settings
+
+    app = create_app(service_settings(tiny_models, max_queue=1))
+    with TestClient(app) as client:
+        model = app.state.service.repository.get("tiny-image")
+        batcher = app.state.runner.batchers[id(model.engine_for("reconstruct"))]
+        batcher.admitted = 1  # one request already in flight for this graph
+        refused = client.post(
+            "/v1/models/tiny-image/reconstruct", content=b"never decoded", headers={"content-type": "image/png"}
+        )
+        assert refused.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert refused.json()["error"]["code"] == "overloaded" and refused.headers["retry-after"] == "1"
+        batcher.admitted = 0
+        ok = client.post(
+            "/v1/models/tiny-image/reconstruct", content=png_bytes(8, 8), headers={"content-type": "image/png"}
+        )
+        assert ok.status_code == HTTPStatus.OK and batcher.admitted == 0

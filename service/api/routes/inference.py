@@ -65,76 +65,83 @@ def _field(payload: Any, *names: str) -> list[Any]:
 async def encode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
     model.require("encode")
-    if _is_codec(model):
-        encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
-        return Response(encoded.stream, media_type=STREAM, headers=_stream_headers(encoded))
-    if _is_image(model):
-        data = await image_bytes(request, settings)
-        latent, (height, width) = await runner.infer(
-            model, "encode", p.prepare_image, (model, data, settings), p.finish_latent
+    async with runner.admitted(model, "encode"):
+        if _is_codec(model):
+            encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
+            return Response(encoded.stream, media_type=STREAM, headers=_stream_headers(encoded))
+        if _is_image(model):
+            data = await image_bytes(request, settings)
+            latent, (height, width) = await runner.infer(
+                model, "encode", p.prepare_image, (model, data, settings), p.finish_latent
+            )
+            if NPY_MIME in request.headers.get("accept", ""):
+                headers = {"X-Image-Height": str(height), "X-Image-Width": str(width)}
+                return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
+            body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
+            return Response(body.model_dump_json(), media_type=JSON)
+        (raw,) = _field(await json_body(request, settings), "sequences")
+        embeddings = await runner.infer(
+            model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings
         )
-        if NPY_MIME in request.headers.get("accept", ""):
-            headers = {"X-Image-Height": str(height), "X-Image-Width": str(width)}
-            return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
-        body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
-        return Response(body.model_dump_json(), media_type=JSON)
-    (raw,) = _field(await json_body(request, settings), "sequences")
-    embeddings = await runner.infer(model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings)
-    return Response(EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(), media_type=JSON)
+        return Response(EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(), media_type=JSON)
 
 
 async def decode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Image from a latent (JSON or .npy), or series from embeddings and lengths."""
     model.require("decode")
-    if _is_codec(model):
-        mime = choose_image_format(request.headers.get("accept"))
-        stream = await binary_body(request, settings, STREAM)
-        data = await runner.infer(
-            model, "decode", c.prepare_stream, (model, stream, settings), p.finish_image, (mime, settings)
+    async with runner.admitted(model, "decode"):
+        if _is_codec(model):
+            mime = choose_image_format(request.headers.get("accept"))
+            stream = await binary_body(request, settings, STREAM)
+            data = await runner.infer(
+                model, "decode", c.prepare_stream, (model, stream, settings), p.finish_image, (mime, settings)
+            )
+            return Response(data, media_type=mime)
+        if _is_image(model):
+            mime = choose_image_format(request.headers.get("accept"))
+            latent, size = await latent_body(request, settings)
+            data = await runner.infer(
+                model, "decode", p.prepare_latent, (model, latent, size, settings), p.finish_image, (mime, settings)
+            )
+            return Response(data, media_type=mime)
+        embeddings, lengths = _field(await json_body(request, settings), "embeddings", "lengths")
+        series = await runner.infer(
+            model, "decode", p.prepare_embeddings, (model, embeddings, lengths, settings), p.finish_decoded
         )
-        return Response(data, media_type=mime)
-    if _is_image(model):
-        mime = choose_image_format(request.headers.get("accept"))
-        latent, size = await latent_body(request, settings)
-        data = await runner.infer(
-            model, "decode", p.prepare_latent, (model, latent, size, settings), p.finish_image, (mime, settings)
+        return Response(
+            DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(), media_type=JSON
         )
-        return Response(data, media_type=mime)
-    embeddings, lengths = _field(await json_body(request, settings), "embeddings", "lengths")
-    series = await runner.infer(
-        model, "decode", p.prepare_embeddings, (model, embeddings, lengths, settings), p.finish_decoded
-    )
-    return Response(DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(), media_type=JSON)
 
 
 async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
     """Image in, image of the same size out; or series in, reconstructions and per-series errors out."""
     model.require("reconstruct")
-    if _is_codec(model):
-        mime = choose_image_format(request.headers.get("accept"))
-        encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
-        answer, quality = await runner.infer(
-            model,
-            "decode",
-            c.prepare_stream,
-            (model, encoded.stream, settings),
-            c.finish_scored_image,
-            (encoded.original, mime, settings),
+    async with runner.admitted(model, "encode" if _is_codec(model) else "reconstruct"):
+        if _is_codec(model):
+            mime = choose_image_format(request.headers.get("accept"))
+            encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
+            answer, quality = await runner.infer(
+                model,
+                "decode",
+                c.prepare_stream,
+                (model, encoded.stream, settings),
+                c.finish_scored_image,
+                (encoded.original, mime, settings),
+            )
+            return Response(answer, media_type=mime, headers={**_stream_headers(encoded), "X-PSNR": f"{quality:.3f}"})
+        if _is_image(model):
+            mime = choose_image_format(request.headers.get("accept"))
+            data = await image_bytes(request, settings)
+            answer = await runner.infer(
+                model, "reconstruct", p.prepare_image, (model, data, settings), p.finish_image, (mime, settings)
+            )
+            return Response(answer, media_type=mime)
+        (raw,) = _field(await json_body(request, settings), "sequences")
+        recons, errors = await runner.infer(
+            model, "reconstruct", p.prepare_sequences, (model, raw, settings), p.finish_reconstructions
         )
-        return Response(answer, media_type=mime, headers={**_stream_headers(encoded), "X-PSNR": f"{quality:.3f}"})
-    if _is_image(model):
-        mime = choose_image_format(request.headers.get("accept"))
-        data = await image_bytes(request, settings)
-        answer = await runner.infer(
-            model, "reconstruct", p.prepare_image, (model, data, settings), p.finish_image, (mime, settings)
-        )
-        return Response(answer, media_type=mime)
-    (raw,) = _field(await json_body(request, settings), "sequences")
-    recons, errors = await runner.infer(
-        model, "reconstruct", p.prepare_sequences, (model, raw, settings), p.finish_reconstructions
-    )
-    body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
-    return Response(body.model_dump_json(), media_type=JSON)
+        body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
+        return Response(body.model_dump_json(), media_type=JSON)
 
 
 for _prefix in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}"):
