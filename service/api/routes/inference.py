@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from service import compression as c
 from service import pipelines as p
 from service.api.bodies import binary_body, image_bytes, json_body, latent_body
-from service.api.deps import ModelDep, RunnerDep, SettingsDep
+from service.api.deps import InferenceDep
 from service.api.openapi import DECODE_DOC, ENCODE_DOC, RECONSTRUCT_DOC
 from service.codecs.bitstream import MIME as STREAM
 from service.codecs.image import choose_image_format
@@ -62,8 +62,9 @@ def _field(payload: Any, *names: str) -> list[Any]:
     return [payload[n] for n in names]
 
 
-async def encode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
+async def encode(request: Request, inference: InferenceDep) -> Response:
     """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
+    model, settings, runner = inference.model, inference.settings, inference.runner
     model.require("encode")
     async with runner.admitted(model, "encode"):
         if _is_codec(model):
@@ -86,8 +87,9 @@ async def encode(request: Request, model: ModelDep, settings: SettingsDep, runne
         return Response(EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(), media_type=JSON)
 
 
-async def decode(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
+async def decode(request: Request, inference: InferenceDep) -> Response:
     """Image from a latent (JSON or .npy), or series from embeddings and lengths."""
+    model, settings, runner = inference.model, inference.settings, inference.runner
     model.require("decode")
     async with runner.admitted(model, "decode"):
         if _is_codec(model):
@@ -113,8 +115,9 @@ async def decode(request: Request, model: ModelDep, settings: SettingsDep, runne
         )
 
 
-async def reconstruct(request: Request, model: ModelDep, settings: SettingsDep, runner: RunnerDep) -> Response:
+async def reconstruct(request: Request, inference: InferenceDep) -> Response:
     """Image in, image of the same size out; or series in, reconstructions and per-series errors out."""
+    model, settings, runner = inference.model, inference.settings, inference.runner
     model.require("reconstruct")
     async with runner.admitted(model, "encode" if _is_codec(model) else "reconstruct"):
         if _is_codec(model):
