@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Hashable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -38,7 +38,6 @@ class _Item:
     feeds: Feeds
     rows: int
     future: asyncio.Future[Feeds]
-    queued_at: float = field(default_factory=time.perf_counter)
 
 
 def merge(feeds: list[Feeds]) -> Feeds:
@@ -100,11 +99,6 @@ class MicroBatcher:
             if not item.future.done():
                 item.future.set_exception(OverloadedError("the service is shutting down"))
         self.items.clear()
-
-    @property
-    def depth(self) -> int:
-        """Requests queued and not yet running."""
-        return len(self.items)
 
     async def submit(self, key: Hashable, feeds: Feeds, timeout_s: float) -> Feeds:
         """Queue one request's feeds (leading axis = its rows) and wait for its outputs."""

@@ -17,7 +17,6 @@ MANIFEST_FILE = "model.json"
 SCHEMA_VERSION: Literal[1] = 1
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
-Operation = Literal["encode", "decode", "reconstruct"]
 GraphRole = Literal["encoder", "decoder", "autoencoder"]
 
 # Which graph each operation runs; an operation is offered only when its graph was exported.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -42,8 +41,3 @@ def loss_for(model_config: object) -> LossFn:
     if getattr(model_config, "family", None) == "codec":
         return rate_distortion_loss(float(model_config.lmbda))  # type: ignore[attr-defined]
     return image_loss if getattr(model_config, "data_kind", "image") == "image" else sequence_loss
-
-
-def psnr_from_mse(mse: float) -> float:
-    """PSNR in dB for [0, 1] signals."""
-    return -10.0 * math.log10(max(mse, 1e-10))
