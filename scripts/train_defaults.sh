@@ -19,7 +19,7 @@ codec_ladder() {
   "$AE_TRAIN" fit configs/codec.toml --run-dir runs/codec-base --no-progress
   for q in 1 2 3 4; do
     "$AE_TRAIN" fit configs/codec.toml --run-dir "runs/image-codec-q$q" --init-from runs/codec-base --no-progress \
-      --set "model.lmbda=${CODEC_LAMBDAS[$((q - 1))]}" --set optim.steps=400 --set optim.lr=5e-4 --set optim.val_every=200
+      --set "model.lmbda=${CODEC_LAMBDAS[$((q - 1))]}" --set optim.steps=300 --set optim.lr=5e-4 --set optim.val_every=150
     "$AE_TRAIN" export "runs/image-codec-q$q" --name "image-codec-q$q" --models-dir "$MODELS_DIR" --task compress
   done
 }

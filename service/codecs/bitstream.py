@@ -55,9 +55,13 @@ class EntropyTables:
         self.offsets = np.array([t["offset"] for t in spec["tables"]], dtype=np.int64)
         self.sizes = np.array([len(t["pmf"]) for t in spec["tables"]], dtype=np.int64)
         # Integer tables -> exact float64 fractions -> the coder's own fixed-point model, identically everywhere.
+        # A channel whose support is a single value (a channel training switched off) costs no bits
+        # and has no model: its value is known.
         total = float(1 << self.precision)
         self.models = [
             constriction.stream.model.Categorical(np.asarray(t["pmf"], dtype=np.float64) / total, perfect=False)
+            if len(t["pmf"]) > 1
+            else None
             for t in spec["tables"]
         ]
 
@@ -72,7 +76,8 @@ class EntropyTables:
         symbols = np.clip(symbols, 0, (self.sizes - 1)[:, None, None]).astype(np.int32)
         encoder = constriction.stream.queue.RangeEncoder()
         for channel, model in enumerate(self.models):
-            encoder.encode(symbols[channel].ravel(), model)
+            if model is not None:
+                encoder.encode(symbols[channel].ravel(), model)
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload: bytes, height: int, width: int) -> np.ndarray:
@@ -82,7 +87,10 @@ class EntropyTables:
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
         count = height * width
         try:
-            rows = [decoder.decode(model, count) for model in self.models]
+            rows = [
+                decoder.decode(model, count) if model is not None else np.zeros(count, np.int32)
+                for model in self.models
+            ]
         except Exception as error:  # constriction reports exhausted or invalid data as generic errors
             raise DecodingError("bitstream payload could not be decoded") from error
         symbols = np.stack(rows).reshape(self.channels, height, width).astype(np.int64)

@@ -54,3 +54,16 @@ def test_exported_codec_ships_tables_that_code_its_latents(tiny_models):
     latent = np.random.default_rng(0).normal(0, 2, (12, 3, 4)).round().astype(np.float32)
     latent = np.clip(latent, tables.offsets[:, None, None], (tables.offsets + tables.sizes - 1)[:, None, None])
     assert np.array_equal(tables.decode(tables.encode(latent), 3, 4), latent)
+
+
+def test_a_single_value_channel_costs_no_bits(tmp_path):
+    path = tmp_path / "tables.json"
+    path.write_text(
+        json.dumps(
+            {"precision": 16, "tables": [{"offset": 0, "pmf": [65536]}, {"offset": -1, "pmf": [16384, 32768, 16384]}]}
+        )
+    )
+    tables = EntropyTables(path)
+    latent = np.array([[[0.0, 0.2]], [[1.0, -1.0]]], dtype=np.float32)  # channel 0 rounds to its only value
+    decoded = tables.decode(tables.encode(latent), 1, 2)
+    assert np.array_equal(decoded, np.array([[[0.0, 0.0]], [[1.0, -1.0]]], dtype=np.float32))
