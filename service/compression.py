@@ -67,11 +67,10 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width))
 
 
-def psnr(original: np.ndarray, decoded_png_pixels: np.ndarray) -> float:
-    """PSNR in dB of 8-bit pixels against the [0, 1] original."""
-    reference = np.rint(np.clip(original, 0, 1) * 255.0)
-    mse = float(np.mean((reference - decoded_png_pixels.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB between two images in the same 0..peak range (the evaluation commands use it too)."""
+    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(peak**2 / mse))
 
 
 def finish_scored_image(
@@ -81,4 +80,5 @@ def finish_scored_image(
     height, width = size
     pixels = outputs["reconstruction"][0, :, :height, :width]
     quantized = np.rint(np.clip(pixels, 0, 1) * 255.0)
-    return encode_image(pixels, mime, settings.png_compress_level), psnr(original, quantized)
+    reference = np.rint(np.clip(original, 0, 1) * 255.0)
+    return encode_image(pixels, mime, settings.png_compress_level), psnr(reference, quantized)

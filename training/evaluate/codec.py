@@ -18,10 +18,11 @@ from PIL import Image
 from pytorch_msssim import ms_ssim
 
 from service import compression
+from service.compression import psnr
 from service.config import Settings
 from service.pipelines import run_direct
 from service.repository import LoadedModel
-from training.evaluate.images import psnr, select_images, write_report
+from training.evaluate.images import select_images, write_report
 from training.evaluate.rd import bd_rate, psnr_at_rate
 from training.evaluate.served import load_served
 from training.plots import plot_rd_curves

@@ -18,10 +18,11 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means
 
+from service.compression import psnr
 from service.config import Settings
 from service.pipelines import image_reconstruct
 from service.repository import LoadedModel
-from training.evaluate.images import psnr, select_images, write_report
+from training.evaluate.images import select_images, write_report
 from training.evaluate.served import load_served
 from training.plots import plot_denoise_crops
 

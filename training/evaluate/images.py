@@ -15,18 +15,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from service.compression import psnr
 from service.config import Settings
 from service.pipelines import image_reconstruct
 from training.data import image_files, split_files
 from training.evaluate.served import load_served
 
 _SETTINGS = Settings(max_image_pixels=100_000_000)
-
-
-def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR in dB between two uint8-range images."""
-    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
 
 
 def held_out_images(folder: Path, val_every: int) -> list[Path]:
