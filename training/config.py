@@ -56,14 +56,27 @@ class OptimConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
-    # Cosine decay to lr * min_lr_ratio over `steps`.
+    # Cosine decay to lr * min_lr_ratio over `steps` (or over the time budget, whichever ends first).
     min_lr_ratio: float = 0.05
+    # Linear warm-up from 0 over the first steps (GDN transforms can blow up under a cold full-size step).
+    warmup_steps: int = 0
     grad_clip: float = 1.0
     val_every: int = 200
     checkpoint_every: int = 500
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = 0
+    # Stop after this many seconds of training even if `steps` are not done; the learning-rate schedule
+    # follows whichever of steps and time is further along, so a budgeted run still ends annealed.
+    time_budget_s: float | None = None
+    # bf16 autocast on CUDA (never on CPU). Off keeps fp32/TF32 for models sensitive to rounding.
+    mixed_precision: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be at least 1")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive (or left out)")
 
 
 @dataclass

@@ -78,12 +78,30 @@ def evaluate(
     return {key: value / count for key, value in totals.items()}
 
 
-def _lr_lambda(config: RunConfig) -> Any:
-    steps, floor = config.optim.steps, config.optim.min_lr_ratio
+class Progress:
+    """How far a run is, as the larger of its step fraction and its time-budget fraction."""
+
+    def __init__(self, steps: int, time_budget_s: float | None) -> None:
+        self.steps = steps
+        self.time_budget_s = time_budget_s
+        self.elapsed_s = 0.0
+
+    def __call__(self, step: int) -> float:
+        by_steps = step / max(self.steps, 1)
+        by_time = self.elapsed_s / self.time_budget_s if self.time_budget_s else 0.0
+        return min(max(by_steps, by_time), 1.0)
+
+    def done(self, step: int) -> bool:
+        """Steps reached, or the time budget spent."""
+        return step >= self.steps or (self.time_budget_s is not None and self.elapsed_s >= self.time_budget_s)
+
+
+def _lr_lambda(config: RunConfig, progress: Progress) -> Any:
+    floor, warmup = config.optim.min_lr_ratio, config.optim.warmup_steps
 
     def schedule(step: int) -> float:
-        progress = min(step / max(steps, 1), 1.0)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress(step)))
+        return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
 
     return schedule
 
@@ -125,7 +143,8 @@ def fit(
     model = build_model(config.model).to(device)
     loss_fn = loss_for(config.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    run_progress = Progress(opt.steps, opt.time_budget_s)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, run_progress))
     state = {"step": 0, "wall_time_s": 0.0, "best_val": float("inf")}
     if resume and (run_dir / LATEST).is_file():
         saved = load_checkpoint(run_dir / LATEST)
@@ -139,7 +158,7 @@ def fit(
     if not resume and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    use_amp = device.type == "cuda"  # mixed precision pays off only on GPUs
+    use_amp = device.type == "cuda" and opt.mixed_precision  # bf16 pays off only on GPUs
     loader = DataLoader(
         train_set,
         batch_size=opt.batch_size,
@@ -167,13 +186,16 @@ def fit(
 
     batches = _forever(loader)
     bar = tqdm(total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step", dynamic_ncols=True)
-    started, window = time.perf_counter() - float(state["wall_time_s"]), []
+    started = time.perf_counter() - float(state["wall_time_s"])
+    window: list[Tensor] = []
     model.train()
     val: dict[str, float] = {}
     if state["step"] == 0:  # the untrained baseline, so every curve shows what training bought
         val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
         _log(run_dir, {"step": 0, "split": "val", **val})
-    while state["step"] < opt.steps:
+    # A resumed run's budget counts from this start: the budget is per invocation of fit.
+    budget_start = time.perf_counter()
+    while not run_progress.done(int(state["step"])):
         batch = _to(next(batches), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             parts = loss_fn(run_model(model, batch), batch)
@@ -181,20 +203,25 @@ def fit(
         parts["loss"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
         optimizer.step()
+        run_progress.elapsed_s = time.perf_counter() - budget_start
         scheduler.step()
         state["step"] += 1
-        window.append(float(parts["loss"].detach()))
+        # Kept on the device: reading a GPU loss every step would stall the queue of kernels.
+        window.append(parts["loss"].detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{window[-1]:.4g}", val=f"{val.get('loss', float('nan')):.4g}")
         step = int(state["step"])
-        if step % opt.val_every == 0 or step == opt.steps:
+        if progress and step % 25 == 0:
+            bar.set_postfix(loss=f"{float(window[-1]):.4g}", val=f"{val.get('loss', float('nan')):.4g}")
+        run_progress.elapsed_s = time.perf_counter() - budget_start
+        last = run_progress.done(step)
+        if step % opt.val_every == 0 or last:
             state["wall_time_s"] = time.perf_counter() - started
             _log(
                 run_dir,
                 {
                     "step": step,
                     "split": "train",
-                    "loss": float(np.mean(window)),
+                    "loss": float(torch.stack(window).float().mean()),
                     "lr": scheduler.get_last_lr()[0],
                     "wall_time_s": state["wall_time_s"],
                 },
@@ -205,7 +232,7 @@ def fit(
             if val["loss"] < state["best_val"]:
                 state["best_val"] = val["loss"]
                 checkpoint(run_dir / BEST)
-        if step % opt.checkpoint_every == 0 or step == opt.steps:
+        if step % opt.checkpoint_every == 0 or last:
             state["wall_time_s"] = time.perf_counter() - started
             checkpoint(run_dir / LATEST)
     bar.close()

@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import TINY_RECURRENT
 from training.checkpoint import LATEST, load_checkpoint, restore_model
 from training.config import load_config
-from training.fit import fit
+from training.fit import Progress, _lr_lambda, fit
 
 
 def _val_losses(run_dir):
@@ -64,3 +64,37 @@ def test_seeded_runs_repeat_and_resume_continues(tmp_path):
 def test_config_errors_are_clear(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, overrides)
+
+
+def test_time_budget_stops_early_and_ends_annealed(tmp_path):
+    # A tiny budget ends the run long before its steps; the last logged lr is the schedule's floor,
+    # because the schedule follows the budget when time runs out first.
+    overrides = [*TINY_RECURRENT, "optim.steps=100000", "optim.val_every=100000", "optim.time_budget_s=0.5"]
+    summary = fit(load_config(None, overrides), tmp_path / "run", progress=False)
+    assert 1 <= summary["steps"] < 100000
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert train[-1]["step"] == summary["steps"]
+    assert train[-1]["lr"] == pytest.approx(1e-3 * 0.05, rel=1e-6)
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_warmup_ramps_the_learning_rate_then_decays():
+    config = load_config(None, [*TINY_RECURRENT, "optim.steps=100", "optim.warmup_steps=4"])
+    schedule = _lr_lambda(config, Progress(100, None))
+    factors = [schedule(step) for step in range(8)]
+    assert factors[0] < factors[1] < factors[2] < factors[3]  # warm-up
+    assert factors[3] > factors[4] > factors[7]  # cosine decay afterwards
+    assert factors[0] == pytest.approx(0.25, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(["optim.time_budget_s=0"], "time_budget_s must be positive", id="budget"),
+        pytest.param(["optim.steps=0"], "at least 1", id="steps"),
+    ],
+)
+def test_optim_errors_are_clear(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [*TINY_RECURRENT, *overrides])

@@ -90,7 +90,9 @@ class CompressionAutoencoder(nn.Module):
         height, width = x.shape[-2:]
         y = self.encode(pad_to_multiple(x, self.config.stride_multiple))
         y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
-        likelihoods = self.density.likelihood(y_hat)
+        # The rate is a sum of logs of small probabilities: evaluate it in fp32 even under bf16 autocast.
+        with torch.autocast(x.device.type, enabled=False):
+            likelihoods = self.density.likelihood(y_hat.float())
         pixels = x.shape[0] * height * width
         bpp = -torch.log2(likelihoods).sum() / pixels
         x_hat = self.decode(y_hat)[..., :height, :width]
