@@ -87,6 +87,7 @@ class Progress:
         self.elapsed_s = 0.0
 
     def __call__(self, step: int) -> float:
+        """Fraction done in [0, 1] at `step`."""
         by_steps = step / max(self.steps, 1)
         by_time = self.elapsed_s / self.time_budget_s if self.time_budget_s else 0.0
         return min(max(by_steps, by_time), 1.0)
