@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         help="heldout: every 10th file (the training split's validation); all: every file",
     )
     codec.add_argument(
-        "--models", type=Path, nargs="+", default=[Path(f"models/image-codec-q{q}") for q in (1, 2, 3, 4)]
+        "--models", type=Path, nargs="+", default=[Path(f"models/image-codec-q{q}") for q in (1, 2, 3, 4, 5)]
     )
     codec.add_argument("--out", type=Path, default=Path("docs/evaluation/codec"))
     denoise = kinds.add_parser("denoise", help="PSNR/SSIM of the denoiser against BM3D and non-local means")
