@@ -94,9 +94,14 @@ def verify_symbolic_axes(path: Path, dynamic_axes: dict[str, dict[int, str]]) ->
 
 
 def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
-    """Max abs difference between ONNX Runtime (CPU) and torch over the parity inputs."""
+    """Max abs difference between ONNX Runtime (CPU) and torch over the parity inputs.
+
+    Each output must agree within PARITY_TOLERANCE x max(1, its largest magnitude).
+    """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
+    # The tolerance scales with an output's magnitude: float32 rounding of a latent in the thousands
+    # (a U-Net bottleneck) differs by more than 1e-4 in absolute terms while agreeing to 1e-7 relative.
     for feeds in parity_inputs(model, plan.role):
         onnx_outputs = session.run(None, feeds)
         with torch.no_grad():
@@ -106,9 +111,13 @@ def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
         for got, want in zip(onnx_outputs, torch_outputs, strict=True):
             if got.shape != tuple(want.shape):
                 raise ExportError(f"{path.name}: ONNX shape {got.shape} != torch {tuple(want.shape)}")
-            worst = max(worst, float(np.abs(got - want.numpy()).max()))
-    if worst > PARITY_TOLERANCE:
-        raise ExportError(f"{path.name}: ONNX Runtime differs from torch by {worst:.3g} (> {PARITY_TOLERANCE})")
+            difference = float(np.abs(got - want.numpy()).max())
+            allowed = PARITY_TOLERANCE * max(1.0, float(want.abs().max()))
+            if difference > allowed:
+                raise ExportError(
+                    f"{path.name}: ONNX Runtime differs from torch by {difference:.3g} (> {allowed:.3g})"
+                )
+            worst = max(worst, difference)
     return worst
 
 

@@ -15,8 +15,12 @@ def test_registry_names_are_kebab_case_and_build():
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size", [(1, 1), (17, 29), (64, 64), (33, 100)], ids=str)
-def test_conv_keeps_any_size(channels, size):
-    model = ConvAutoencoder(ConvConfig(channels=channels, widths=(8, 16, 16), latent_channels=4)).eval()
+@pytest.mark.parametrize(("activation", "kernel"), [("gelu", 4), ("relu", 2)], ids=["gelu-k4", "relu-k2"])
+def test_conv_keeps_any_size(channels, size, activation, kernel):
+    config = ConvConfig(
+        channels=channels, widths=(8, 16, 16), latent_channels=4, activation=activation, upsample_kernel=kernel
+    )
+    model = ConvAutoencoder(config).eval()
     out = model(torch.rand(2, channels, *size))
     assert out["x_hat"].shape == (2, channels, *size)
     assert out["latent"].shape == (2, 4, -(-size[0] // 8), -(-size[1] // 8))
@@ -41,6 +45,8 @@ def test_seed_design_dense_bottleneck_trains_a_step_and_fixes_the_size():
         pytest.param({"input_size": (30, 30)}, "multiple of the stride", id="size-not-multiple"),
         pytest.param({"residual": True}, "needs skip_connections", id="residual-without-skips"),
         pytest.param({"channels": 2}, "1 or 3", id="two-channels"),
+        pytest.param({"activation": "tanh"}, "gelu or relu", id="activation"),
+        pytest.param({"upsample_kernel": 3}, "2 or 4", id="upsample-kernel"),
     ],
 )
 def test_conv_config_rejects_inconsistent_values(kwargs, message):

@@ -16,7 +16,7 @@ Options:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -39,6 +39,10 @@ class ConvConfig:
     input_size: tuple[int, int] | None = None
     skip_connections: bool = False
     residual: bool = False
+    # ReLU fuses into the convolution in ONNX Runtime; GELU runs as separate (erf) kernels.
+    activation: Literal["gelu", "relu"] = "gelu"
+    # Upsampling transposed-convolution kernel: 4 (overlapping) or 2 (stride-sized, 4x cheaper).
+    upsample_kernel: Literal[2, 4] = 4
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -49,6 +53,10 @@ class ConvConfig:
             raise ValueError("a dense bottleneck fixes the input size: set input_size = [H, W]")
         if self.input_size is not None and any(s % self.stride_multiple for s in self.input_size):
             raise ValueError(f"input_size must be a multiple of the stride {self.stride_multiple}")
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be gelu or relu, got {self.activation!r}")
+        if self.upsample_kernel not in (2, 4):
+            raise ValueError(f"upsample_kernel must be 2 or 4, got {self.upsample_kernel!r}")
         if self.residual and not self.skip_connections:
             raise ValueError("residual output needs skip_connections (the decoder must see the input)")
         if self.dense_latent is not None and self.skip_connections:
@@ -60,14 +68,22 @@ class ConvConfig:
         return 2 ** len(self.widths)
 
 
-def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GELU())
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
-def _stage(c_in: int, c_out: int, blocks: int, first: nn.Module) -> nn.Sequential:
-    layers: list[nn.Module] = [first, nn.GELU()]
-    layers += [_conv_block(c_out, c_out) for _ in range(blocks)]
+def _conv_block(c_in: int, c_out: int, activation: str) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), _ACTIVATIONS[activation]())
+
+
+def _stage(c_in: int, c_out: int, blocks: int, first: nn.Module, activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = [first, _ACTIVATIONS[activation]()]
+    layers += [_conv_block(c_out, c_out, activation) for _ in range(blocks)]
     return nn.Sequential(*layers)
+
+
+def _upsample(c_in: int, c_out: int, kernel: int) -> nn.ConvTranspose2d:
+    # Both kernels double H and W exactly: (k=4, p=1) overlaps neighbouring outputs, (k=2, p=0) does not.
+    return nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=(kernel - 2) // 2)
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -86,18 +102,18 @@ class ConvAutoencoder(nn.Module):
     def __init__(self, config: ConvConfig) -> None:
         super().__init__()
         self.config: ConvConfig = config
-        widths, blocks = config.widths, config.blocks_per_stage
+        widths, blocks, act = config.widths, config.blocks_per_stage, config.activation
         ins = (config.channels, *widths[:-1])
         self.down = nn.ModuleList(
-            _stage(c_in, c_out, blocks, nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+            _stage(c_in, c_out, blocks, nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), act)
             for c_in, c_out in zip(ins, widths, strict=True)
         )
         self.to_latent = nn.Conv2d(widths[-1], config.latent_channels, 3, padding=1)
-        self.from_latent = _conv_block(config.latent_channels, widths[-1])
+        self.from_latent = _conv_block(config.latent_channels, widths[-1], act)
         skip = 2 if config.skip_connections else 1
         outs = tuple(reversed((widths[0], *widths[:-1])))
         self.up = nn.ModuleList(
-            _stage(c * skip, c_out, blocks, nn.ConvTranspose2d(c * skip, c_out, 4, stride=2, padding=1))
+            _stage(c * skip, c_out, blocks, _upsample(c * skip, c_out, config.upsample_kernel), act)
             for c, c_out in zip(reversed(widths), outs, strict=True)
         )
         head_in = widths[0] + (config.channels if config.skip_connections else 0)
@@ -109,7 +125,7 @@ class ConvAutoencoder(nn.Module):
             flat = config.latent_channels * h * w
             self.to_vector = nn.Linear(flat, config.dense_latent)
             # The decoder's dense layer must produce exactly the grid it reshapes to (the seed's bug).
-            self.from_vector = nn.Sequential(nn.Linear(config.dense_latent, flat), nn.GELU())
+            self.from_vector = nn.Sequential(nn.Linear(config.dense_latent, flat), _ACTIVATIONS[act]())
 
     @property
     def has_latent_graphs(self) -> bool:

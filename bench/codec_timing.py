@@ -1,0 +1,112 @@
+"""Encode and decode time of a 768x512 photo through the running service, per codec quality level.
+
+    python -m bench.codec_timing [--image PATH] [--repeats 5] [--out docs/codec_timing.json]
+
+Starts `ae-serve` on the committed models, sends the photo to each level's `encode` (PNG in, bitstream
+out) and the stream to `decode` (bitstream in, PNG out) over loopback, one request at a time, and
+reports the median and best wall time of each. The default photo is the first held-out BSDS image,
+cropped or edge-padded to 768x512 (the Kodak size) so the number compares with published ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench.net import free_port, service_command, spawned
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTH, HEIGHT = 768, 512
+
+
+def photo(path: Path | None) -> bytes:
+    """PNG bytes of a 768x512 RGB photo (cropped, or padded by edge replication)."""
+    if path is None:
+        # The first held-out photo: every 10th file by sorted name is the training runs' validation split.
+        path = sorted((ROOT.parent / "shared/datasets/images/bsds400").rglob("*.jpg"))[0]
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    if pixels.shape[0] > pixels.shape[1]:
+        pixels = pixels.transpose(1, 0, 2)  # landscape, as 768x512 is
+    pixels = pixels[:HEIGHT, :WIDTH]
+    pad = ((0, HEIGHT - pixels.shape[0]), (0, WIDTH - pixels.shape[1]), (0, 0))
+    out = io.BytesIO()
+    Image.fromarray(np.pad(pixels, pad, mode="edge")).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _post(url: str, body: bytes, content_type: str) -> tuple[float, bytes, dict[str, str]]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as response:
+        payload = response.read()
+        return time.perf_counter() - started, payload, dict(response.headers)
+
+
+def measure(base: str, models: list[str], png: bytes, repeats: int) -> list[dict[str, object]]:
+    """Median and best encode and decode seconds per model (one warm-up request each first)."""
+    rows = []
+    for name in models:
+        encode_times, decode_times = [], []
+        stream, headers = b"", {}
+        for attempt in range(repeats + 1):
+            seconds, stream, headers = _post(f"{base}/v1/models/{name}/encode", png, "image/png")
+            decode_seconds, _, _ = _post(f"{base}/v1/models/{name}/decode", stream, "application/octet-stream")
+            if attempt:  # the first round warms the sessions and allocators
+                encode_times.append(seconds)
+                decode_times.append(decode_seconds)
+        rows.append(
+            {
+                "model": name,
+                "bpp": float(headers.get("X-Bits-Per-Pixel", "nan")),
+                "stream_bytes": len(stream),
+                "encode_s_median": statistics.median(encode_times),
+                "encode_s_best": min(encode_times),
+                "decode_s_median": statistics.median(decode_times),
+                "decode_s_best": min(decode_times),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the measurement, print a table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "codec_timing.json")
+    args = parser.parse_args(argv)
+    names = sorted(p.name for p in args.models_dir.glob("image-codec-q*"))
+    png = photo(args.image)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"AE_PROVIDERS": '["CPUExecutionProvider"]'}
+    with spawned(service_command(port, args.models_dir), env, base, "/health/ready"):
+        rows = measure(base, names, png, args.repeats)
+    report = {
+        "command": "python -m bench.codec_timing " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, python {platform.python_version()}",
+        "image": f"{WIDTH}x{HEIGHT}",
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    for row in rows:
+        print(
+            f"{row['model']}: {row['bpp']:.3f} bpp, encode {row['encode_s_median']:.3f} s, "
+            f"decode {row['decode_s_median']:.3f} s (median of {args.repeats})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
