@@ -57,7 +57,7 @@ def measure(base: str, models: list[str], png: bytes, repeats: int) -> list[dict
     rows = []
     for name in models:
         encode_times, decode_times = [], []
-        stream, headers = b"", {}
+        stream, headers = b"", dict[str, str]()
         for attempt in range(repeats + 1):
             seconds, stream, headers = _post(f"{base}/v1/models/{name}/encode", png, "image/png")
             decode_seconds, _, _ = _post(f"{base}/v1/models/{name}/decode", stream, "application/octet-stream")

@@ -114,9 +114,7 @@ def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
             difference = float(np.abs(got - want.numpy()).max())
             allowed = PARITY_TOLERANCE * max(1.0, float(want.abs().max()))
             if difference > allowed:
-                raise ExportError(
-                    f"{path.name}: ONNX Runtime differs from torch by {difference:.3g} (> {allowed:.3g})"
-                )
+                raise ExportError(f"{path.name}: ONNX Runtime differs from torch by {difference:.3g} (> {allowed:.3g})")
             worst = max(worst, difference)
     return worst
 
