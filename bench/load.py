@@ -176,11 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
+    parser.add_argument("--only", nargs="+", default=None, help="workloads whose name contains one of these")
+    parser.add_argument("--models", type=Path, default=ROOT / "models", help="model repository for both servers")
+    parser.add_argument(
+        "--service-env", action="append", default=[], metavar="AE_X=VALUE", help="service setting for a sweep"
+    )
     args = parser.parse_args(argv)
-    items = workloads()
-    limits = measure_limits(ROOT / "models", items)
+    items = [w for w in workloads() if args.only is None or any(part in w.name for part in args.only)]
+    limits = measure_limits(args.models, items)
     service_port, baseline_port = free_port(), free_port()
-    service_cmd = service_command(service_port, ROOT / "models")
+    service_cmd = service_command(service_port, args.models)
     baseline_cmd = [
         sys.executable,
         "-m",
@@ -193,13 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-access-log",
     ]
     # The service's settings come from the environment (AE_*) so tuning runs need no code change.
-    service_env = {"AE_PROVIDERS": '["CPUExecutionProvider"]'}
+    service_env = {"AE_PROVIDERS": '["CPUExecutionProvider"]', **dict(kv.split("=", 1) for kv in args.service_env)}
     cells: list[Cell] = []
     ours, baseline = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{baseline_port}"
     with (
         tempfile.TemporaryDirectory() as tmp,
         spawned(service_cmd, service_env, ours, "/health/ready") as service_process,
-        spawned(baseline_cmd, baseline_env(ROOT / "models"), baseline, "/docs") as baseline_process,
+        spawned(baseline_cmd, baseline_env(args.models), baseline, "/docs") as baseline_process,
     ):
         pids = [service_process.pid, baseline_process.pid]
         script, body = Path(tmp) / "post.lua", Path(tmp) / "body"
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "limits": limits,
         "cells": [asdict(c) for c in cells],
         "command": "python -m bench.load " + " ".join(argv or sys.argv[1:]),
+        "service_env": service_env,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -23,18 +23,26 @@ export PYTHONUNBUFFERED=1
   python3 -c "import onnxruntime as ort; print('onnxruntime', ort.__version__, ort.get_available_providers())" 2>&1
 } >"$out/machine.txt"
 
+# RUNS picks a subset, e.g. RUNS="image-denoise" (default: all six).
+read -r -a selected <<<"${RUNS:-image-codec-q1 image-codec-q2 image-codec-q3 image-codec-q4 image-codec-q5 image-denoise}"
 codec_lambdas=(0.0018 0.0035 0.0067 0.0130 0.0250)
 pids=()
-for q in 1 2 3 4 5; do
-  name=image-codec-q$q
-  python3 -m training.cli fit configs/codec.toml --run-dir "runs/$name" --no-progress \
-    --set "data.path=\"$data\"" --set "model.lmbda=${codec_lambdas[$((q - 1))]}" \
-    --set "optim.time_budget_s=$budget" "$@" >"runs/$name.log" 2>&1 &
+for name in "${selected[@]}"; do
+  case $name in
+    image-codec-q[1-5])
+      q=${name#image-codec-q}
+      python3 -m training.cli fit configs/codec.toml --run-dir "runs/$name" --no-progress \
+        --set "data.path=\"$data\"" --set "model.lmbda=${codec_lambdas[$((q - 1))]}" \
+        --set "optim.time_budget_s=$budget" "$@" >"runs/$name.log" 2>&1 &
+      ;;
+    image-denoise)
+      python3 -m training.cli fit configs/image-denoise.toml --run-dir runs/image-denoise --no-progress \
+        --set "data.path=\"$data\"" --set "optim.time_budget_s=$budget" "$@" >runs/image-denoise.log 2>&1 &
+      ;;
+    *) echo "unknown run: $name" >&2; exit 2 ;;
+  esac
   pids+=($!)
 done
-python3 -m training.cli fit configs/image-denoise.toml --run-dir runs/image-denoise --no-progress \
-  --set "data.path=\"$data\"" --set "optim.time_budget_s=$budget" "$@" >runs/image-denoise.log 2>&1 &
-pids+=($!)
 
 # GPU utilisation while the runs share the GPU (time-sliced between processes).
 (while sleep 30; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; done) \
@@ -44,9 +52,8 @@ status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 kill "$sampler" 2>/dev/null
 
-for run in runs/image-codec-q1 runs/image-codec-q2 runs/image-codec-q3 runs/image-codec-q4 runs/image-codec-q5 \
-  runs/image-denoise; do
-  name=$(basename "$run")
+for name in "${selected[@]}"; do
+  run=runs/$name
   # What comes back from the machine is capped (64 MiB in all): keep the best weights only, without the
   # optimizer state, and large weight tensors as fp16 (relative rounding 5e-4; biases, GDN and density
   # parameters stay fp32). Loading casts them back to fp32; every number reported is measured after that.
@@ -71,5 +78,9 @@ PY
   tar czf "$out/$name.tgz" -C runs "$name" "$name.log"
 done
 ls -la "$out"
-for run in runs/*/; do echo "== $run"; tail -n 1 "$run/metrics.jsonl"; grep -o '"steps": [0-9]*' "$run/summary.json"; done
+for name in "${selected[@]}"; do
+  echo "== $name"
+  grep '"val"' "runs/$name/metrics.jsonl" | tail -n 4
+  grep -o '"steps": [0-9]*' "runs/$name/summary.json"
+done
 exit $status

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 from pytorch_msssim import ms_ssim
+from tqdm import tqdm
 
 from service import compression
 from service.compression import psnr
@@ -90,7 +91,7 @@ def run(images: Path, model_dirs: list[Path], out: Path, split: str = "heldout")
     files = select_images(images, split)
     models = [load_served(d) for d in model_dirs]
     rows: list[dict[str, Any]] = []
-    for path in files:
+    for path in tqdm(files, desc="codec evaluation", unit="image"):
         original = np.asarray(Image.open(path).convert("RGB"))
         png = io.BytesIO()
         Image.fromarray(original).save(png, format="PNG")

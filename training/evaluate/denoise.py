@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means
+from tqdm import tqdm
 
 from service.compression import psnr
 from service.config import Settings
@@ -69,7 +70,7 @@ def run(
     model = load_served(model_dir)
     rows: list[dict[str, Any]] = []
     crops: list[tuple[float, dict[str, np.ndarray]]] = []
-    for index, path in enumerate(files):
+    for index, path in enumerate(tqdm(files, desc="denoise evaluation", unit="image")):
         clean = np.asarray(Image.open(path).convert("RGB"))
         for sigma in sigmas:
             noisy = add_noise(clean, sigma, seed=index * 1000 + int(sigma))
