@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the GPU-sized defaults in one lease of a GPU machine: the five codec levels and the denoiser run
+# Train the GPU-sized models in one lease of a GPU machine: the five codec levels and the wide denoiser run
 # in parallel on the one GPU, each for a fixed time budget, then each run is packed (weights-only best
 # checkpoint, metrics, plots, log) into $OUT for `ae-train export` on any machine.
 # Usage (repository root, python3 with torch): scripts/gpu_train.sh DATA_DIR SECONDS [--set k=v ...]
@@ -36,7 +36,7 @@ for name in "${selected[@]}"; do
         --set "optim.time_budget_s=$budget" "$@" >"runs/$name.log" 2>&1 &
       ;;
     image-denoise)
-      python3 -m training.cli fit configs/image-denoise.toml --run-dir runs/image-denoise --no-progress \
+      python3 -m training.cli fit configs/image-denoise-wide.toml --run-dir runs/image-denoise --no-progress \
         --set "data.path=\"$data\"" --set "optim.time_budget_s=$budget" "$@" >runs/image-denoise.log 2>&1 &
       ;;
     *) echo "unknown run: $name" >&2; exit 2 ;;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train and export the committed default models (reproduces models/*).
 # Usage: scripts/train_defaults.sh [model ...]   (default: every model below)
-# The sequence and image-conv configs are CPU-sized (minutes each). The codec levels and the denoiser
+# The sequence, image-conv and image-denoise configs are CPU-sized (minutes each). The codec levels
 # are GPU-sized (no step limit that a CPU reaches): the committed ones came from scripts/gpu_train.sh
 # (8 minutes on one H100, then `ae-train export` here); on a CPU give them a budget, for example
-# FIT_ARGS="--set optim.time_budget_s=1800" scripts/train_defaults.sh image-denoise
+# FIT_ARGS="--set optim.time_budget_s=1800" scripts/train_defaults.sh image-codec
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AE_TRAIN=${AE_TRAIN:-ae-train}
@@ -36,7 +36,13 @@ for name in ${selected[@]}; do
   case $name in
     ecg-embed) train ecg-embed configs/ecg-embed.toml --task embed --max-length 2000 ;;
     ecg-anomaly) train ecg-anomaly configs/ecg-anomaly.toml --task reconstruct --max-length 2000 ;;
-    image-conv) train image-conv configs/image-conv.toml --task reconstruct ;;
+    image-conv)  # version 2: the fast config, 3000 steps then 6000 more from those weights
+      "$AE_TRAIN" fit configs/image-conv-fast.toml --run-dir runs/image-conv-fast --no-progress "${FIT_ARGS[@]}"
+      "$AE_TRAIN" fit configs/image-conv-fast.toml --run-dir runs/image-conv-fast2 --init-from runs/image-conv-fast \
+        --set optim.steps=6000 --set optim.lr=1e-3 --set optim.warmup_steps=100 --set optim.val_every=500 \
+        --no-progress "${FIT_ARGS[@]}"
+      "$AE_TRAIN" export runs/image-conv-fast2 --name image-conv --models-dir "$MODELS_DIR" --task reconstruct
+      ;;
     image-denoise) train image-denoise configs/image-denoise.toml --task denoise ;;
     image-codec) codec_ladder ;;
     *) echo "unknown default model: $name" >&2; exit 2 ;;
