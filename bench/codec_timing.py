@@ -49,7 +49,7 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[float, bytes, dict[
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=120) as response:
         payload = response.read()
-        return time.perf_counter() - started, payload, dict(response.headers)
+        return time.perf_counter() - started, payload, {k.lower(): v for k, v in response.headers.items()}
 
 
 def measure(base: str, models: list[str], png: bytes, repeats: int) -> list[dict[str, object]]:
@@ -67,7 +67,7 @@ def measure(base: str, models: list[str], png: bytes, repeats: int) -> list[dict
         rows.append(
             {
                 "model": name,
-                "bpp": float(headers.get("X-Bits-Per-Pixel", "nan")),
+                "bpp": float(headers.get("x-bits-per-pixel", "nan")),
                 "stream_bytes": len(stream),
                 "encode_s_median": statistics.median(encode_times),
                 "encode_s_best": min(encode_times),

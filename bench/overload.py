@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     request = Request(
         "image reconstruct 256", "/v1/models/image-conv/reconstruct", image_bytes(noise(256, 256, seed=7)), "image/png"
     )
-    env = {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_MAX_QUEUE": "16", "AE_REQUEST_TIMEOUT_S": "10"}
+    # One worker: the queue bound under test is per process.
+    env = {
+        "AE_PROVIDERS": '["CPUExecutionProvider"]',
+        "AE_WORKERS": "1",
+        "AE_MAX_QUEUE": "16",
+        "AE_REQUEST_TIMEOUT_S": "10",
+    }
     with spawned(service_command(port, ROOT / "models"), env, base, "/health/ready"):
         overload = asyncio.run(drive(base, lambda i: request, args.concurrency, args.seconds, timeout_s=30.0))
         recovery = asyncio.run(drive(base, lambda i: request, 4, 10.0, timeout_s=30.0))

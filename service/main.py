@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.ready = False
             await runner.stop()
+            service_metrics.close()
             restore_signal()
             logger.info("shut down")
 

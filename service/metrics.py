@@ -1,8 +1,14 @@
-"""Prometheus metrics, one registry per app (so several apps in one process do not collide)."""
+"""Prometheus metrics, one registry per app (so several apps in one process do not collide).
+
+With several worker processes (`ae-serve` sets PROMETHEUS_MULTIPROC_DIR for them) every worker writes
+its values to that folder and a scrape, answered by any one worker, reads all of them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -34,10 +40,36 @@ class ServiceMetrics:
         self.batch_size = Histogram(
             "ae_batch_size", "Items per ONNX Runtime run", ["model", "graph"], buckets=_BATCH_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("ae_queue_depth", "Requests waiting for or in inference", ["model"], registry=r)
+        # Across workers: queue depths add up; a model is loaded if any live worker loaded it.
+        self.queue_depth = Gauge(
+            "ae_queue_depth",
+            "Requests waiting for or in inference",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.models = Gauge(
             "ae_model_loaded",
             "Loaded model versions and the providers they run on",
             ["model", "version", "task", "providers"],
             registry=r,
+            multiprocess_mode="livemax",
         )
+
+    @staticmethod
+    def multiprocess() -> bool:
+        """Whether this process is one of several workers sharing a metrics folder."""
+        return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of this app, or of every worker in multi-process mode."""
+        if not self.multiprocess():
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        return generate_latest(combined)
+
+    def close(self) -> None:
+        """At worker exit: its live gauges stop counting."""
+        if self.multiprocess():
+            multiprocess.mark_process_dead(os.getpid())

@@ -94,7 +94,7 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
     for role, graph in manifest.graphs.items():
         path = _verified(folder, graph.file, graph.sha256, "graph file")
         try:
-            engine = OnnxEngine(path, settings)
+            engine = OnnxEngine(path, settings, threads=settings.intra_op_threads_for(manifest.input.kind))
             engine.run(_warmup_feeds(manifest, role))
         except Exception as error:  # ONNX Runtime raises its own untyped errors
             raise ModelLoadError(f"{graph.file} failed to load or warm up: {error}") from error

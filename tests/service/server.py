@@ -15,6 +15,7 @@ def running_server(repository: Path, **env: str) -> Iterator[tuple[subprocess.Po
     """Start the service on `repository`, wait until ready, yield (process, base URL), stop it after."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_INTRA_OP_THREADS": "1", **env}
+    # One worker unless a test asks for more: signals and timings then concern one process.
+    settings = {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_INTRA_OP_THREADS": "1", "AE_WORKERS": "1", **env}
     with spawned(service_command(port, repository), settings, base, "/health/ready", quiet=False) as process:
         yield process, base

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
 
@@ -16,4 +16,4 @@ router = APIRouter(tags=["operations"])
 )
 async def metrics(request: Request) -> Response:
     """Requests, latencies, inference time, batch sizes, queue depth, loaded models and providers."""
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,66 @@
+"""Several worker processes: requests spread over them, /metrics sums them all, SIGTERM stops them all."""
+
+import os
+import re
+import signal
+import urllib.request
+
+from bench.net import http_get
+from service.cli import prepare_workers
+from service.config import Settings
+from tests.service.conftest import png_bytes
+from tests.service.server import running_server
+
+REQUESTS = 24
+
+
+def _reconstruct(base: str, image: bytes) -> int:
+    request = urllib.request.Request(
+        f"{base}/v1/models/tiny-image/reconstruct", data=image, headers={"content-type": "image/png"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+        return response.status
+
+
+def _requests_total(text: str) -> float:
+    pattern = r'^ae_requests_total\{model="tiny-image",operation="reconstruct",status="200"\} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
+def test_metrics_sum_every_worker_and_sigterm_stops_them(tiny_models, tmp_path):
+    image = png_bytes(40, 30)
+    env = {"AE_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with running_server(tiny_models, **env) as (process, base):
+        assert [_reconstruct(base, image) for _ in range(REQUESTS)] == [200] * REQUESTS
+        # Every scrape is answered by one worker; each must report the requests of both.
+        for _ in range(4):
+            status, text = http_get(f"{base}/metrics")
+            assert status == 200
+            assert _requests_total(text) == REQUESTS
+            assert re.search(r'^ae_model_loaded\{.*model="tiny-image".*\} 1\.0$', text, re.M)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+
+
+def test_prepare_workers_stops_spinning_and_cleans_the_metrics_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("AE_THREAD_SPINNING", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    prepare_workers(Settings())
+    assert os.environ["AE_THREAD_SPINNING"] == "false"
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_workers_default_to_the_cores_available(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(12)))
+    assert Settings(workers=0).resolved_workers() == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0})
+    assert Settings(workers=0).resolved_workers() == 1
+    assert Settings(workers=3).resolved_workers() == 3
+
+
+def test_sequence_sessions_default_to_one_thread():
+    assert Settings().intra_op_threads_for("sequence") == 1
+    assert Settings().intra_op_threads_for("image") == 0  # ONNX Runtime's default
+    assert Settings(intra_op_threads=3).intra_op_threads_for("sequence") == 3
