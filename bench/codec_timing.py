@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import statistics
 import sys
@@ -26,6 +27,7 @@ from PIL import Image
 from bench.net import free_port, service_command, spawned
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
 WIDTH, HEIGHT = 768, 512
 
 
@@ -33,7 +35,7 @@ def photo(path: Path | None) -> bytes:
     """PNG bytes of a 768x512 RGB photo (cropped, or padded by edge replication)."""
     if path is None:
         # The first held-out photo: every 10th file by sorted name is the training runs' validation split.
-        path = sorted((ROOT.parent / "shared/datasets/images/bsds400").rglob("*.jpg"))[0]
+        path = sorted((DATA / "images" / "bsds400").rglob("*.jpg"))[0]
     pixels = np.asarray(Image.open(path).convert("RGB"))
     if pixels.shape[0] > pixels.shape[1]:
         pixels = pixels.transpose(1, 0, 2)  # landscape, as 768x512 is

@@ -24,9 +24,10 @@ class Settings(BaseSettings):
 
     # ONNX Runtime: providers in preference order; unavailable ones are skipped and the ones in use reported.
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    # 0 = by model kind: recurrent (sequence) graphs get one thread, since an LSTM step is too small to
-    # split (measured: 1.5 ms for ECG-length series on one or two threads); image graphs get ONNX
-    # Runtime's default of one per core.
+    # 0 = by model kind: sequence graphs get one thread, image graphs ONNX Runtime's default (one per
+    # core). Measured on 2 cores: the ECG LSTM takes 1.5 ms alone on one or two threads, and inside the
+    # running server 1.74 ms on one thread vs 1.27 ms on two spinning ones, but two-thread sessions in
+    # two workers cost a quarter of the sequence throughput at concurrency 32 (597 vs 734 req/s).
     intra_op_threads: int = Field(default=0, ge=0, description="0: one for sequence models, ORT's default else")
     inter_op_threads: int = Field(default=0, ge=0)
     # Idle intra-op threads busy-wait for the next run by default. With several workers sharing the
