@@ -3,7 +3,12 @@
 # in parallel on the one GPU, each for a fixed time budget, then each run is packed (weights-only best
 # checkpoint, metrics, plots, log) into $OUT for `ae-train export` on any machine.
 # Usage (repository root, python3 with torch): scripts/gpu_train.sh DATA_DIR SECONDS [--set k=v ...]
-# The machine has no network: pydantic (used by the data code) is installed from wheels in .whl/.
+# The machine has no network: pydantic (used by the data code) is installed from wheels in .whl/, and
+# the images travel as a copy in .gpu-data/ (both git-ignored). What the defaults were trained with:
+#   cp -r ../shared/datasets/images/bsds400 .gpu-data/
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#     -d .whl pydantic pydantic_core annotated-types typing-inspection
+#   OUT=$OUT scripts/gpu_train.sh .gpu-data/bsds400 480      # then, here: ae-train export runs/NAME ...
 set -uo pipefail
 data=${1:?image folder}
 budget=${2:?seconds of training per run}
