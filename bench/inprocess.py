@@ -14,7 +14,7 @@ from typing import Any
 
 from service import pipelines as p
 from service.config import Settings
-from service.repository import LoadedModel, load_version
+from service.repository import LoadedModel, latest_version_folder, load_version
 
 SETTINGS = Settings(providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
 
@@ -29,8 +29,7 @@ def _rate(work: Callable[[], Any], seconds: float = 2.0) -> float:
 
 
 def _latest(models: Path, name: str) -> LoadedModel:
-    folder = max((d for d in (models / name).iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
-    return load_version(folder, SETTINGS)
+    return load_version(latest_version_folder(models / name), SETTINGS)
 
 
 def measure_limits(models: Path, workloads: list[Any]) -> dict[str, dict[str, float]]:

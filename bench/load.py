@@ -29,6 +29,7 @@ from PIL import Image
 
 from bench.inprocess import measure_limits
 from bench.net import free_port, service_command, spawned
+from service.repository import latest_version_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -158,7 +159,7 @@ def wait_idle(pids: list[int], window_s: float = 0.5, max_wait_s: float = 60.0) 
 
 def latest(models: Path, name: str) -> str:
     """`name/VERSION` of the highest version: the one the service serves by default."""
-    return f"{name}/{max(int(p.name) for p in (models / name).iterdir() if p.name.isdigit())}"
+    return f"{name}/{latest_version_folder(models / name).name}"
 
 
 def baseline_env(models: Path) -> dict[str, str]:

@@ -14,17 +14,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from service.repository import latest_version_folder
+
 LEVEL_NOTE = (
     "Trained from scratch per level on one NVIDIA H100 (scripts/gpu_train.sh: the five levels and the "
     "denoiser shared the GPU for an 8-minute budget each), exported on a CPU with torch 2.13.0. "
     "Large weight tensors came back from the GPU machine as fp16 (transfer cap); every number here is "
     "measured on the exported model."
 )
-
-
-def _latest(folder: Path) -> Path:
-    versions = sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    return versions[-1]
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -103,7 +100,7 @@ def main() -> None:
     evaluation = json.loads(args.evaluation.read_text())
     folders = sorted(args.models.glob("image-codec-q*"))
     for folder in folders:
-        version = _latest(folder)
+        version = latest_version_folder(folder)
         manifest = json.loads((version / "model.json").read_text())
         manifest["_folder"] = version
         (folder / "README.md").write_text(card(manifest, evaluation, len(folders)))

@@ -41,9 +41,10 @@ def available_providers(preferred: list[str]) -> list[str]:
 class OnnxEngine:
     """One InferenceSession for one graph file."""
 
-    def __init__(self, path: Path, settings: Settings, threads: int | None = None) -> None:
+    def __init__(self, path: Path, settings: Settings, threads: int) -> None:
+        """`threads`: intra-op threads, from `Settings.intra_op_threads_for` (0: ONNX Runtime's default)."""
         options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.intra_op_threads if threads is None else threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = settings.inter_op_threads
         options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
         if not settings.thread_spinning:

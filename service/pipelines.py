@@ -127,8 +127,8 @@ def prepare_sequences(model: LoadedModel, raw: Any, settings: Settings) -> Prepa
     spec = sequence_spec(model)
     series = parse_sequences(raw, spec, settings.max_batch_sequences, settings.max_sequence_length)
     scaled = [normalize(s, spec.normalization) for s in series]
-    padded, lengths = pad_batch([s for s, _, _ in scaled], LENGTH_BUCKET)
-    bucket = padded.shape[1]
+    bucket = _bucket(max(len(s) for s in series))
+    padded, lengths = pad_batch([s for s, _, _ in scaled], bucket)
     context = SequenceContext(
         lengths.tolist(), [s for s, _, _ in scaled], [m for _, m, _ in scaled], [d for _, _, d in scaled]
     )

@@ -62,6 +62,20 @@ class LoadedModel:
         return self.engines[role]
 
 
+def version_folders(model_folder: Path) -> list[Path]:
+    """The integer version folders of `models/NAME`, lowest first (the service serves the last)."""
+    versions = [p for p in model_folder.glob("*") if p.is_dir() and p.name.isdigit()]
+    return sorted(versions, key=lambda p: int(p.name))
+
+
+def latest_version_folder(model_folder: Path) -> Path:
+    """The highest version folder of `models/NAME`: the one served when no version is named."""
+    versions = version_folders(model_folder)
+    if not versions:
+        raise FileNotFoundError(f"no model versions under {model_folder}")
+    return versions[-1]
+
+
 def _warmup_feeds(manifest: Manifest, role: str) -> dict[str, np.ndarray]:
     spec = manifest.input
     if spec.kind == "image":

@@ -36,6 +36,7 @@ from service.manifest import (
     TrainingRecord,
     sha256_of,
 )
+from service.repository import version_folders
 from training.checkpoint import restore_model
 from training.entropy_tables import PRECISION, write_tables
 from training.graphs import GraphPlan, graph_plans, parity_inputs
@@ -54,8 +55,8 @@ class ExportError(RuntimeError):
 
 def next_version(folder: Path) -> int:
     """One past the highest integer version folder (1 for a new model)."""
-    versions = [int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+    versions = version_folders(folder)
+    return int(versions[-1].name) + 1 if versions else 1
 
 
 def _tensor_specs(values: Any) -> list[TensorSpec]:

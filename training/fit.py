@@ -213,7 +213,6 @@ def fit(
         step = int(state["step"])
         if progress and step % 25 == 0:
             bar.set_postfix(loss=f"{float(window[-1]):.4g}", val=f"{val.get('loss', float('nan')):.4g}")
-        run_progress.elapsed_s = time.perf_counter() - budget_start
         last = run_progress.done(step)
         if step % opt.val_every == 0 or last:
             state["wall_time_s"] = time.perf_counter() - started

@@ -37,14 +37,13 @@ def denormalize(scaled: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nda
     return (scaled * std + mean).astype(np.float32)
 
 
-def pad_batch(series: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Stack (T_i, F) series into zero-padded (B, T, F) plus int64 lengths (B,).
+def pad_batch(series: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (T_i, F) series into zero-padded (B, length, F) plus int64 lengths (B,).
 
-    T is the longest length rounded up to `multiple` (the batcher's length bucket).
+    `length` is at least the longest series (the batcher's length bucket).
     """
     lengths = np.array([len(s) for s in series], dtype=np.int64)
-    padded_length = -(-int(lengths.max()) // multiple) * multiple
-    batch = np.zeros((len(series), padded_length, series[0].shape[1]), dtype=np.float32)
+    batch = np.zeros((len(series), length, series[0].shape[1]), dtype=np.float32)
     for row, item in zip(batch, series, strict=True):
         row[: len(item)] = item
     return batch, lengths

@@ -53,7 +53,7 @@ class ConvConfig:
             raise ValueError("a dense bottleneck fixes the input size: set input_size = [H, W]")
         if self.input_size is not None and any(s % self.stride_multiple for s in self.input_size):
             raise ValueError(f"input_size must be a multiple of the stride {self.stride_multiple}")
-        if self.activation not in ("gelu", "relu"):
+        if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be gelu or relu, got {self.activation!r}")
         if self.upsample_kernel not in (2, 4):
             raise ValueError(f"upsample_kernel must be 2 or 4, got {self.upsample_kernel!r}")
