@@ -1,6 +1,6 @@
 """Send a real image and a real sequence to a running service and check the answers (stdlib only).
 
-    python3 scripts/smoke_check.py http://127.0.0.1:8000
+python3 scripts/smoke_check.py http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, str]
 
 
 def main(base: str) -> int:
+    """Check readiness, then one image and one sequence round trip; 0 when every answer is right."""
     with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as response:
         print("ready:", response.read().decode())
     models = json.loads(urllib.request.urlopen(f"{base}/v1/models", timeout=10).read())
@@ -45,14 +46,16 @@ def main(base: str) -> int:
     assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (45, 31)
 
     beat = [float(v) for v in range(-20, 20)] + [float(v) for v in range(20, -20, -1)]
-    status, _, body = _post(f"{base}/v1/models/ecg-embed/encode", json.dumps({"sequences": [beat]}).encode(),
-                            "application/json")
+    status, _, body = _post(
+        f"{base}/v1/models/ecg-embed/encode", json.dumps({"sequences": [beat]}).encode(), "application/json"
+    )
     embeddings = json.loads(body)["embeddings"]
     print(f"sequence encode: {status}, {len(embeddings)} embedding of {len(embeddings[0])} numbers")
     assert status == 200 and len(embeddings) == 1 and len(embeddings[0]) > 0
 
-    status, _, body = _post(f"{base}/v1/models/ecg-anomaly/reconstruct", json.dumps({"sequences": [beat]}).encode(),
-                            "application/json")
+    status, _, body = _post(
+        f"{base}/v1/models/ecg-anomaly/reconstruct", json.dumps({"sequences": [beat]}).encode(), "application/json"
+    )
     answer = json.loads(body)
     print(f"sequence reconstruct: {status}, error {answer['errors'][0]:.4f}")
     assert status == 200 and len(answer["reconstructions"][0]) == len(beat)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from service.api.auth import require_api_key, require_api_key_for_health, require_api_key_for_metrics
+from service.api.fast_path import InferenceFastPath
 from service.api.routes import health, inference, metrics, models
 from service.config import Settings
 from service.handlers import install_error_handlers
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = service_metrics
     app.state.runner = runner
     install_error_handlers(app)
+    # Starlette runs the last-added middleware first: request context outside, the fast path inside it.
+    app.add_middleware(InferenceFastPath)
     app.add_middleware(RequestContextMiddleware, state=state, metrics=service_metrics)
     app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
     app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])

@@ -32,6 +32,7 @@ class PipelineRunner:
         self.settings = settings
         self.batchers: dict[int, MicroBatcher] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self.in_flight = 0  # admitted requests of every graph in this process
 
     def start(self, repository: ModelRepository) -> None:
         """Create and start a batcher per engine (call on the running event loop)."""
@@ -63,10 +64,12 @@ class PipelineRunner:
         if batcher.admitted >= self.settings.max_queue:
             raise OverloadedError("the model is at capacity; retry shortly", headers={"Retry-After": "1"})
         batcher.admitted += 1
+        self.in_flight += 1
         try:
             yield
         finally:
             batcher.admitted -= 1
+            self.in_flight -= 1
 
     async def infer(
         self,
@@ -76,8 +79,13 @@ class PipelineRunner:
         prepare_args: tuple[Any, ...],
         finish: Callable[..., Any],
         finish_args: tuple[Any, ...] = (),
+        body_bytes: int | None = None,
     ) -> Any:
-        """Prepare -> batched run -> finish, within the request timeout. 409 first if unsupported."""
+        """Prepare -> batched run -> finish, within the request timeout. 409 first if unsupported.
+
+        `body_bytes`: the size of a JSON body whose work may run on the event loop (see `_on_loop`);
+        None for work that always belongs in a thread (image decoding and encoding).
+        """
         batcher = self.batchers[id(model.engine_for(operation))]
         gauge = self.metrics.queue_depth.labels(model.manifest.name)
         deadline = time.perf_counter() + self.settings.request_timeout_s
@@ -85,6 +93,11 @@ class PipelineRunner:
         try:
             # asyncio.timeout, unlike wait_for, runs the stages in this task: no extra task per request.
             async with asyncio.timeout(self.settings.request_timeout_s):
+                if self._on_loop(body_bytes):
+                    outcome = _prepare_or_run_inline(batcher, prepare, prepare_args, finish, finish_args)
+                    if not isinstance(outcome, Prepared):
+                        return outcome.value
+                    return await self._batched(batcher, deadline, outcome, finish, finish_args)
                 return await self._stages(batcher, deadline, prepare, prepare_args, finish, finish_args)
         except TimeoutError as error:
             raise RequestTimeoutError(
@@ -111,8 +124,28 @@ class PipelineRunner:
             batcher.incoming -= 1
         if not isinstance(outcome, Prepared):
             return outcome.value
-        outputs = await batcher.submit(outcome.key, outcome.feeds, max(deadline - time.perf_counter(), 0.001))
-        return await run_in_threadpool(finish, outputs, outcome.context, *finish_args)
+        return await self._batched(batcher, deadline, outcome, finish, finish_args)
+
+    async def _batched(
+        self,
+        batcher: MicroBatcher,
+        deadline: float,
+        prepared: Prepared,
+        finish: Callable[..., Any],
+        finish_args: tuple[Any, ...],
+    ) -> Any:
+        outputs = await batcher.submit(prepared.key, prepared.feeds, max(deadline - time.perf_counter(), 0.001))
+        return await run_in_threadpool(finish, outputs, prepared.context, *finish_args)
+
+    def _on_loop(self, body_bytes: int | None) -> bool:
+        """Whether to do a request's work on the event loop: a small JSON body, nothing else in flight.
+
+        The hop to a worker thread and back costs more than a small sequence model's run (two thread
+        wake-ups and a GIL hand-over). Blocking the loop is harmless while this process has no other
+        request; the size cap bounds how long a request that arrives meanwhile waits to be read.
+        """
+        limit = self.settings.loop_inline_max_bytes
+        return body_bytes is not None and body_bytes <= limit and self.in_flight <= 1
 
 
 @dataclass

@@ -92,7 +92,10 @@ class ImageFolderDataset(Dataset[dict[str, Tensor]]):
             return {"input": target, "target": target}
         sigma = rng.uniform(low, high) / 255.0
         noise = torch.from_numpy(rng.standard_normal(target.shape).astype(np.float32)) * sigma
-        return {"input": target + noise, "target": target}
+        noisy = target + noise
+        if self.config.quantize_noisy:
+            noisy = torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+        return {"input": noisy, "target": target}
 
 
 # ---------------------------------------------------------------- sequences

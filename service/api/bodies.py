@@ -45,12 +45,13 @@ async def image_bytes(request: Request, settings: Settings) -> bytes:
     )
 
 
-async def json_body(request: Request, settings: Settings) -> Any:
-    """A JSON body (Content-Type application/json required)."""
+async def json_body(request: Request, settings: Settings) -> tuple[Any, int]:
+    """A JSON body (Content-Type application/json required) and its size in bytes."""
     kind = media_type(request)
     if kind != "application/json":
         raise UnsupportedMediaTypeError(f"send Content-Type: application/json; got {kind or 'none'}")
-    return parse_json(await read_body(request, settings.max_body_bytes))
+    data = await read_body(request, settings.max_body_bytes)
+    return parse_json(data), len(data)
 
 
 async def binary_body(request: Request, settings: Settings, media: str) -> bytes:

@@ -83,6 +83,16 @@ def test_noise_goes_to_the_input_only(tmp_path):
     assert torch.equal(dataset[1]["input"], item["input"])  # validation noise is fixed
 
 
+def test_quantized_noise_is_clipped_8_bit_like_a_saved_photo(tmp_path):
+    Image.fromarray(np.full((40, 50, 3), 0, np.uint8)).save(tmp_path / "black.png")
+    config = ImageDataConfig(path=str(tmp_path), crop_size=32, noise_sigma=(25.0, 25.0), quantize_noisy=True)
+    noisy = ImageFolderDataset(image_files(tmp_path), config, train=False)[0]["input"]
+    assert float(noisy.min()) == 0.0 and float(noisy.max()) <= 1.0
+    assert torch.equal(noisy * 255, torch.round(noisy * 255))
+    # On black, clipping keeps only the positive half of the noise: the mean is biased upwards.
+    assert float(noisy.mean()) > 0.3 * 25 / 255
+
+
 def test_grayscale_and_collate(tmp_path):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.jpg")
     config = ImageDataConfig(path=str(tmp_path), channels=1, crop_size=16)

@@ -80,9 +80,10 @@ async def encode(request: Request, inference: InferenceDep) -> Response:
                 return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
             body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
             return Response(body.model_dump_json(), media_type=JSON)
-        (raw,) = _field(await json_body(request, settings), "sequences")
+        payload, body_bytes = await json_body(request, settings)
+        (raw,) = _field(payload, "sequences")
         embeddings = await runner.infer(
-            model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings
+            model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings, body_bytes=body_bytes
         )
         return Response(EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(), media_type=JSON)
 
@@ -106,9 +107,15 @@ async def decode(request: Request, inference: InferenceDep) -> Response:
                 model, "decode", p.prepare_latent, (model, latent, size, settings), p.finish_image, (mime, settings)
             )
             return Response(data, media_type=mime)
-        embeddings, lengths = _field(await json_body(request, settings), "embeddings", "lengths")
+        payload, body_bytes = await json_body(request, settings)
+        embeddings, lengths = _field(payload, "embeddings", "lengths")
         series = await runner.infer(
-            model, "decode", p.prepare_embeddings, (model, embeddings, lengths, settings), p.finish_decoded
+            model,
+            "decode",
+            p.prepare_embeddings,
+            (model, embeddings, lengths, settings),
+            p.finish_decoded,
+            body_bytes=body_bytes,
         )
         return Response(
             DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(), media_type=JSON
@@ -139,9 +146,15 @@ async def reconstruct(request: Request, inference: InferenceDep) -> Response:
                 model, "reconstruct", p.prepare_image, (model, data, settings), p.finish_image, (mime, settings)
             )
             return Response(answer, media_type=mime)
-        (raw,) = _field(await json_body(request, settings), "sequences")
+        payload, body_bytes = await json_body(request, settings)
+        (raw,) = _field(payload, "sequences")
         recons, errors = await runner.infer(
-            model, "reconstruct", p.prepare_sequences, (model, raw, settings), p.finish_reconstructions
+            model,
+            "reconstruct",
+            p.prepare_sequences,
+            (model, raw, settings),
+            p.finish_reconstructions,
+            body_bytes=body_bytes,
         )
         body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
         return Response(body.model_dump_json(), media_type=JSON)
