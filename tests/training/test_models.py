@@ -47,6 +47,7 @@ def test_seed_design_dense_bottleneck_trains_a_step_and_fixes_the_size():
         pytest.param({"channels": 2}, "1 or 3", id="two-channels"),
         pytest.param({"activation": "tanh"}, "gelu or relu", id="activation"),
         pytest.param({"upsample_kernel": 3}, "2 or 4", id="upsample-kernel"),
+        pytest.param({"full_resolution_blocks": -1}, "0 or more", id="full-resolution-blocks"),
     ],
 )
 def test_conv_config_rejects_inconsistent_values(kwargs, message):
@@ -59,6 +60,23 @@ def test_skip_model_has_no_standalone_decoder():
     assert model(torch.rand(1, 3, 21, 13))["x_hat"].shape == (1, 3, 21, 13)
     with pytest.raises(ValueError, match="no standalone decoder"):
         model.decode(torch.rand(1, 8, 4, 4))
+
+
+@pytest.mark.parametrize("skips", [True, False])
+def test_full_resolution_blocks_keep_shapes_and_learn(skips):
+    config = ConvConfig(
+        widths=(8, 16), latent_channels=4, skip_connections=skips, residual=skips, full_resolution_blocks=2
+    )
+    model = ConvAutoencoder(config)
+    for part in (model.stem, model.tail):
+        assert sum(isinstance(m, torch.nn.Conv2d) for m in part.modules()) == 2
+    out = model(torch.rand(2, 3, 19, 22))
+    assert out["x_hat"].shape == (2, 3, 19, 22) and out["latent"].shape == (2, 4, 5, 6)
+    out["x_hat"].mean().backward()
+    assert model.stem[0].weight.grad is not None and model.tail[0].weight.grad is not None
+    # Without skips the stem is part of the encoder and the tail part of the decoder.
+    if not skips:
+        assert model.decode(model.encode(torch.rand(1, 3, 8, 8))).shape == (1, 3, 8, 8)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

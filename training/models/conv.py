@@ -11,6 +11,10 @@ Options:
 - `skip_connections`: U-Net style concatenation of encoder features into the decoder (denoising).
   The decoder then needs the encoder's features, so only the full autoencoder graph is exported.
 - `residual`: predict a correction added to the input (with skip connections only).
+- `full_resolution_blocks`: 3x3 convolutions at the input's resolution before the first downsampling
+  and after the last upsampling (with skip connections, the first ones' features feed the last ones).
+  Without them the network's only full-resolution layers are the last upsampling stage and the head:
+  cheap, but a denoiser then reconstructs fine detail from half-resolution features.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class ConvConfig:
     activation: Literal["gelu", "relu"] = "gelu"
     # Upsampling transposed-convolution kernel: 4 (overlapping) or 2 (stride-sized, 4x cheaper).
     upsample_kernel: Literal[2, 4] = 4
+    full_resolution_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -55,6 +60,8 @@ class ConvConfig:
             raise ValueError(f"input_size must be a multiple of the stride {self.stride_multiple}")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be gelu or relu, got {self.activation!r}")
+        if self.full_resolution_blocks < 0:
+            raise ValueError("full_resolution_blocks must be 0 or more")
         if self.upsample_kernel not in (2, 4):
             raise ValueError(f"upsample_kernel must be 2 or 4, got {self.upsample_kernel!r}")
         if self.residual and not self.skip_connections:
@@ -103,14 +110,26 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         self.config: ConvConfig = config
         widths, blocks, act = config.widths, config.blocks_per_stage, config.activation
-        ins = (config.channels, *widths[:-1])
+        skip = 2 if config.skip_connections else 1
+        full = config.full_resolution_blocks
+        # stem: input -> widths[0] at full resolution; tail: the mirror after the last upsampling.
+        self.stem = (
+            _stage(config.channels, widths[0], full - 1, nn.Conv2d(config.channels, widths[0], 3, padding=1), act)
+            if full
+            else None
+        )
+        self.tail = (
+            _stage(widths[0] * skip, widths[0], full - 1, nn.Conv2d(widths[0] * skip, widths[0], 3, padding=1), act)
+            if full
+            else None
+        )
+        ins = (widths[0] if full else config.channels, *widths[:-1])
         self.down = nn.ModuleList(
             _stage(c_in, c_out, blocks, nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), act)
             for c_in, c_out in zip(ins, widths, strict=True)
         )
         self.to_latent = nn.Conv2d(widths[-1], config.latent_channels, 3, padding=1)
         self.from_latent = _conv_block(config.latent_channels, widths[-1], act)
-        skip = 2 if config.skip_connections else 1
         outs = tuple(reversed((widths[0], *widths[:-1])))
         self.up = nn.ModuleList(
             _stage(c * skip, c_out, blocks, _upsample(c * skip, c_out, config.upsample_kernel), act)
@@ -141,7 +160,11 @@ class ConvAutoencoder(nn.Module):
             )
 
     def _encode_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        # With a stem its output comes first; the decoder takes the stage features from the end.
         features = []
+        if self.stem is not None:
+            x = self.stem(x)
+            features.append(x)
         for stage in self.down:
             x = stage(x)
             features.append(x)
@@ -163,6 +186,10 @@ class ConvAutoencoder(nn.Module):
             if features is not None:
                 y = torch.cat([y, features[-1 - i]], dim=1)
             y = stage(y)
+        if self.tail is not None:
+            if features is not None:
+                y = torch.cat([y, features[0]], dim=1)
+            y = self.tail(y)
         if x is not None:
             y = torch.cat([y, x], dim=1)
         y = self.head(y)
