@@ -43,7 +43,14 @@ for name in ${selected[@]}; do
         --no-progress "${FIT_ARGS[@]}"
       "$AE_TRAIN" export runs/image-conv-fast2 --name image-conv --models-dir "$MODELS_DIR" --task reconstruct
       ;;
-    image-denoise) train image-denoise configs/image-denoise.toml --task denoise ;;
+    image-denoise)  # version 2: the v1 run (3000 steps), then 70 minutes more on 8-bit clipped noise
+      "$AE_TRAIN" fit configs/image-denoise.toml --run-dir runs/image-denoise --no-progress "${FIT_ARGS[@]}"
+      "$AE_TRAIN" fit configs/image-denoise.toml --run-dir runs/image-denoise-v2 --init-from runs/image-denoise \
+        --set data.quantize_noisy=true --set data.crop_size=64 --set optim.steps=10000 --set optim.lr=5e-4 \
+        --set optim.warmup_steps=100 --set optim.time_budget_s=4200 --set optim.val_every=1000 \
+        --set optim.checkpoint_every=1000 --no-progress "${FIT_ARGS[@]}"
+      "$AE_TRAIN" export runs/image-denoise-v2 --name image-denoise --models-dir "$MODELS_DIR" --task denoise
+      ;;
     image-codec) codec_ladder ;;
     *) echo "unknown default model: $name" >&2; exit 2 ;;
   esac

@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=None, help="default: the next free integer")
     export.add_argument("--task", choices=["compress", "denoise", "embed", "reconstruct"], default=None)
     export.add_argument("--max-length", type=int, default=4096, help="longest series the service accepts")
+    export.add_argument(
+        "--self-ensemble",
+        type=int,
+        choices=(1, 4, 8),
+        default=1,
+        help="denoisers: average the graph over 4 rotations (8: and their mirror images); that many times the compute",
+    )
 
     evaluate = commands.add_parser("evaluate", help="evaluate served models against classical baselines")
     kinds = evaluate.add_subparsers(dest="kind", required=True)
@@ -132,7 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from training.export import export_run
 
-            out = export_run(args.run_dir, args.name, args.models_dir, args.version, args.task, args.max_length)
+            out = export_run(
+                args.run_dir,
+                args.name,
+                args.models_dir,
+                args.version,
+                args.task,
+                args.max_length,
+                self_ensemble=args.self_ensemble,
+            )
             manifest = json.loads((out / "model.json").read_text())
             print(
                 json.dumps(

@@ -161,9 +161,14 @@ def export_run(
     version: int | None = None,
     task: str | None = None,
     max_length: int = 4096,
+    self_ensemble: int = 1,
 ) -> Path:
-    """Export the run's best checkpoint; returns the new version folder."""
+    """Export the run's best checkpoint; returns the new version folder.
+
+    `self_ensemble` > 1 averages the autoencoder graph over that many orientations (see graphs.py).
+    """
     model, config, state = restore_model(run_dir)
+    plans = graph_plans(model, self_ensemble)  # refuses a self-ensemble the model cannot have, first
     version = version or next_version(models_dir / name)
     out = models_dir / name / str(version)
     if out.exists():
@@ -171,7 +176,7 @@ def export_run(
     out.mkdir(parents=True)
     try:
         graphs, worst = {}, 0.0
-        for plan in graph_plans(model):
+        for plan in plans:
             path = out / f"{plan.role}.onnx"
             _export_graph(plan, path)
             verify_symbolic_axes(path, plan.dynamic_axes)
@@ -189,9 +194,10 @@ def export_run(
             entropy = EntropyModelSpec(file=tables.name, sha256=sha256_of(tables), precision=PRECISION)
         summary_path = run_dir / "summary.json"
         final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
-        manifest = _manifest(
-            model, config.to_dict(), state, final, name, version, task, max_length, graphs, worst, entropy
-        )
+        recorded = config.to_dict()
+        if self_ensemble > 1:
+            recorded["export"] = {"self_ensemble": self_ensemble}
+        manifest = _manifest(model, recorded, state, final, name, version, task, max_length, graphs, worst, entropy)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load

@@ -128,3 +128,31 @@ def test_a_baked_axis_is_caught(tmp_path):
     )
     with pytest.raises(ExportError, match="baked in"):
         verify_symbolic_axes(path, {"x": {0: "batch"}})
+
+
+@pytest.mark.parametrize("views", [4, 8])
+def test_self_ensemble_averages_the_graph_over_orientations(tiny_runs, tiny_models, tmp_path, views):
+    folder = export_run(tiny_runs["skip"], "tiny-denoise", tmp_path, task="denoise", self_ensemble=views)
+    manifest = load_manifest(folder)
+    assert manifest.training.config["export"] == {"self_ensemble": views}
+    assert manifest.parity_max_abs_diff <= PARITY
+    # A non-square padded input: rotations swap its sides.
+    image = np.random.default_rng(3).random((2, 3, 24, 40), dtype=np.float32)
+    single = _session(tiny_models / "tiny-denoise/1/autoencoder.onnx")
+    expected = []
+    for view in range(views):
+        seen = np.rot90(image, view % 4, (2, 3))
+        seen = seen[..., ::-1] if view >= 4 else seen
+        out = single.run(None, {"image": np.ascontiguousarray(seen)})[0]
+        out = out[..., ::-1] if view >= 4 else out
+        expected.append(np.rot90(out, -(view % 4), (2, 3)))
+    got = _session(folder / "autoencoder.onnx").run(None, {"image": image})[0]
+    assert np.abs(got - np.mean(expected, axis=0)).max() <= PARITY
+
+
+def test_self_ensemble_is_refused_where_it_cannot_apply(tiny_runs, tmp_path):
+    with pytest.raises(ValueError, match="skip-connection"):
+        export_run(tiny_runs["conv"], "x", tmp_path, self_ensemble=4)
+    with pytest.raises(ValueError, match="conv image models only"):
+        export_run(tiny_runs["recurrent"], "y", tmp_path, self_ensemble=4)
+    assert not list(tmp_path.iterdir())  # nothing half-written
