@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=128, ge=1, description="queued requests per graph before 503 overloaded")
     # A JSON body up to this size, arriving while the worker process has no other request, is run on the
     # event loop instead of in a worker thread. The thread hop cost 0.64 ms of a 3.2 ms lone sequence
-    # request on the 2-core dev machine; 8 KiB (~400 numbers) blocks the loop for a few ms at most,
-    # while nothing else is waiting. 0 turns it off.
+    # request on the 2-core dev machine. 8 KiB holds ~400 typical numbers (a few ms of LSTM) and at
+    # worst ~4000 terse ones, of which a model takes at most its max_length (2000 for the ECG models,
+    # ~20 ms): the loop is blocked that long only while this worker has no other request. 0: never.
     loop_inline_max_bytes: int = Field(default=8192, ge=0, description="lone small JSON requests skip the thread hop")
 
     # Responses
