@@ -93,12 +93,8 @@ class PipelineRunner:
         try:
             # asyncio.timeout, unlike wait_for, runs the stages in this task: no extra task per request.
             async with asyncio.timeout(self.settings.request_timeout_s):
-                if self._on_loop(body_bytes):
-                    outcome = _prepare_or_run_inline(batcher, prepare, prepare_args, finish, finish_args)
-                    if not isinstance(outcome, Prepared):
-                        return outcome.value
-                    return await self._batched(batcher, deadline, outcome, finish, finish_args)
-                return await self._stages(batcher, deadline, prepare, prepare_args, finish, finish_args)
+                on_loop = self._on_loop(body_bytes)
+                return await self._stages(batcher, deadline, on_loop, prepare, prepare_args, finish, finish_args)
         except TimeoutError as error:
             raise RequestTimeoutError(
                 f"the request did not finish within {self.settings.request_timeout_s:g} s"
@@ -110,32 +106,26 @@ class PipelineRunner:
         self,
         batcher: MicroBatcher,
         deadline: float,
+        on_loop: bool,
         prepare: Callable[..., Prepared],
         prepare_args: tuple[Any, ...],
         finish: Callable[..., Any],
         finish_args: tuple[Any, ...],
     ) -> Any:
-        batcher.incoming += 1  # lets the batcher wait for this request rather than run a lone one
-        try:
-            outcome = await run_in_threadpool(
-                _prepare_or_run_inline, batcher, prepare, prepare_args, finish, finish_args
-            )
-        finally:
-            batcher.incoming -= 1
+        if on_loop:
+            outcome = _prepare_or_run_inline(batcher, prepare, prepare_args, finish, finish_args)
+        else:
+            batcher.incoming += 1  # lets the batcher wait for this request rather than run a lone one
+            try:
+                outcome = await run_in_threadpool(
+                    _prepare_or_run_inline, batcher, prepare, prepare_args, finish, finish_args
+                )
+            finally:
+                batcher.incoming -= 1
         if not isinstance(outcome, Prepared):
             return outcome.value
-        return await self._batched(batcher, deadline, outcome, finish, finish_args)
-
-    async def _batched(
-        self,
-        batcher: MicroBatcher,
-        deadline: float,
-        prepared: Prepared,
-        finish: Callable[..., Any],
-        finish_args: tuple[Any, ...],
-    ) -> Any:
-        outputs = await batcher.submit(prepared.key, prepared.feeds, max(deadline - time.perf_counter(), 0.001))
-        return await run_in_threadpool(finish, outputs, prepared.context, *finish_args)
+        outputs = await batcher.submit(outcome.key, outcome.feeds, max(deadline - time.perf_counter(), 0.001))
+        return await run_in_threadpool(finish, outputs, outcome.context, *finish_args)
 
     def _on_loop(self, body_bytes: int | None) -> bool:
         """Whether to do a request's work on the event loop: a small JSON body, nothing else in flight.

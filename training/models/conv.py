@@ -112,17 +112,16 @@ class ConvAutoencoder(nn.Module):
         widths, blocks, act = config.widths, config.blocks_per_stage, config.activation
         skip = 2 if config.skip_connections else 1
         full = config.full_resolution_blocks
+
+        def full_resolution(c_in: int) -> nn.Sequential | None:
+            # Nothing is built without them: no extra draws from the seeded initialisation.
+            if not full:
+                return None
+            return _stage(c_in, widths[0], full - 1, nn.Conv2d(c_in, widths[0], 3, padding=1), act)
+
         # stem: input -> widths[0] at full resolution; tail: the mirror after the last upsampling.
-        self.stem = (
-            _stage(config.channels, widths[0], full - 1, nn.Conv2d(config.channels, widths[0], 3, padding=1), act)
-            if full
-            else None
-        )
-        self.tail = (
-            _stage(widths[0] * skip, widths[0], full - 1, nn.Conv2d(widths[0] * skip, widths[0], 3, padding=1), act)
-            if full
-            else None
-        )
+        self.stem = full_resolution(config.channels)
+        self.tail = full_resolution(widths[0] * skip)
         ins = (widths[0] if full else config.channels, *widths[:-1])
         self.down = nn.ModuleList(
             _stage(c_in, c_out, blocks, nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), act)
