@@ -21,8 +21,8 @@ from PIL import Image
 from pydantic import BaseModel
 
 MODELS = Path(os.environ.get("AE_BASELINE_MODELS", "models"))
-IMAGE_MODEL = os.environ.get("AE_BASELINE_IMAGE_MODEL", "image-conv/1")
-SEQUENCE_MODEL = os.environ.get("AE_BASELINE_SEQUENCE_MODEL", "ecg-embed/1")
+IMAGE_MODEL = os.environ.get("AE_BASELINE_IMAGE_MODEL", "image-conv/2")
+SEQUENCE_MODEL = os.environ.get("AE_BASELINE_SEQUENCE_MODEL", "ecg-embed/2")
 CPU = ["CPUExecutionProvider"]
 
 image_session = ort.InferenceSession(str(MODELS / IMAGE_MODEL / "autoencoder.onnx"), providers=CPU)
