@@ -3,6 +3,7 @@
 ae-train fit configs/ecg-embed.toml --set optim.steps=500 --run-dir runs/ecg
 ae-train fit configs/ecg-embed.toml --run-dir runs/ecg --resume
 ae-train export runs/ecg --name ecg-embed --models-dir models
+ae-train data fetch   # BSDS500 and ECG5000 into $AE_DATASETS (default ../shared/datasets)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from training import datasets
 from training.config import load_config
 
 
@@ -93,7 +95,26 @@ def _parser() -> argparse.ArgumentParser:
     denoise.add_argument("--bm3d-limit", type=int, default=10, help="images BM3D runs on (it is slow)")
     denoise.add_argument("--model", type=Path, default=Path("models/image-denoise"))
     denoise.add_argument("--out", type=Path, default=Path("docs/evaluation/denoise"))
+    data = commands.add_parser("data", help="the public data sets the default models were trained on")
+    actions = data.add_subparsers(dest="action", required=True)
+    fetch = actions.add_parser("fetch", help="download BSDS500 and ECG5000, verify their checksums, write them")
+    fetch.add_argument(
+        "--dest", type=Path, default=None, help="data root (default: $AE_DATASETS or ../shared/datasets)"
+    )
+    fetch.add_argument(
+        "--mirror", default=None, help="base URL serving the archives by name (default: $AE_DATA_MIRROR)"
+    )
+    fetch.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
     return parser
+
+
+def _data(args: argparse.Namespace) -> dict[str, object]:
+    root = args.dest or datasets.default_root()
+    mirror = args.mirror or datasets.default_mirror()
+    summary = datasets.fetch(
+        root, mirror=mirror, timeout=args.timeout, report=lambda line: print(line, file=sys.stderr)
+    )
+    return {"root": str(root), "data_sets": summary}
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
@@ -136,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
         elif args.command == "evaluate":
             print(json.dumps(_evaluate(args), indent=2))
+        elif args.command == "data":
+            print(json.dumps(_data(args), indent=2))
         else:
             from training.export import export_run
 
@@ -159,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     indent=2,
                 )
             )
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, datasets.DataFetchError) as error:
         print(f"ae-train: error: {error}", file=sys.stderr)
         return 2
     return 0
