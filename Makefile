@@ -5,7 +5,7 @@ DEV_VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest clean data
 
 # The service environment: runtime dependencies only (no torch), as in the container.
 $(SERVE_VENV)/.installed: pyproject.toml
@@ -35,6 +35,11 @@ pytest: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/python -m pytest -q
 
 test: lint typecheck pytest
+
+# The public data sets the default models were trained on (BSDS500, ECG5000), verified, into
+# $AE_DATASETS or ../shared/datasets; set AE_DATA_MIRROR to fetch from a mirror. Needs no install.
+data:
+	$(PYTHON) -m training.cli data fetch
 
 clean:
 	rm -rf $(SERVE_VENV) $(DEV_VENV) .pytest_cache .mypy_cache .ruff_cache
