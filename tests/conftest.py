@@ -1,4 +1,10 @@
-"""Shared fixtures: the real data sets and tiny models trained and exported once per session."""
+"""Shared fixtures: committed data samples and tiny models trained and exported once per session.
+
+Tests are hermetic: they train on `tests/fixtures/` (40 photo crops and 200 heartbeats, see
+`scripts/make_fixtures.py`), so a fresh clone needs no data sets. Tests that need the full data
+sets carry the `full_data` mark and are skipped, with the reason, when `AE_DATASETS` (default
+`../shared/datasets`) does not hold them.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
-BSDS = DATASETS / "images" / "bsds400"
-ECG = DATASETS / "sequences" / "ecg5000" / "ECG5000_TRAIN.txt"
+FIXTURES = ROOT / "tests" / "fixtures"
+BSDS = FIXTURES / "images"
+ECG = FIXTURES / "sequences" / "ecg5000-200.txt"
 
-# Tiny but real: trained for a few steps on the shared data, exported through the real exporter.
+DATASETS = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
+FULL_BSDS = DATASETS / "images" / "bsds400"
+FULL_ECG = DATASETS / "sequences" / "ecg5000" / "ECG5000_TRAIN.txt"
+
+# Tiny but real: trained for a few steps on the committed samples, exported through the real exporter.
 TINY_CONV = [
     "model.family=conv",
     "model.widths=[8,16]",
@@ -21,8 +31,11 @@ TINY_CONV = [
     "model.upsample_kernel=2",
     f'data.path="{BSDS}"',
     "data.crop_size=32",
-    "optim.steps=30",
-    "optim.val_every=15",
+    # 80 steps at a high rate: on the 4 held-out crops, 30 steps at the default rate do not yet beat
+    # the untrained model's flat grey answer.
+    "optim.steps=80",
+    "optim.val_every=40",
+    "optim.lr=3e-3",
     "optim.batch_size=8",
 ]
 TINY_SKIP = [
@@ -61,9 +74,17 @@ TINY_RECURRENT = [
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    missing = [p for p in (BSDS, ECG) if not p.exists()]
-    if missing:
-        raise pytest.UsageError(f"shared datasets not found: {missing}; set AE_DATASETS")
+    config.addinivalue_line("markers", "full_data: needs the full data sets under AE_DATASETS (skipped without them)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = [str(p) for p in (FULL_BSDS, FULL_ECG) if not p.exists()]
+    if not missing:
+        return
+    skip = pytest.mark.skip(reason=f"full data sets not found ({', '.join(missing)}); set AE_DATASETS or run `make data`")
+    for item in items:
+        if "full_data" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

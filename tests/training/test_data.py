@@ -7,7 +7,7 @@ from PIL import Image
 
 from service.codecs.sequence import normalize
 from service.manifest import SequenceNormalization
-from tests.conftest import BSDS, ECG
+from tests.conftest import BSDS, ECG, FULL_BSDS, FULL_ECG
 from training.config import ImageDataConfig
 from training.data import (
     ImageFolderDataset,
@@ -21,9 +21,16 @@ from training.data import (
 )
 
 
-def test_ucr_file_of_the_shared_data():
-    data = read_sequences(ECG)
-    assert len(data.series) == 500
+@pytest.mark.parametrize(
+    ("path", "count"),
+    [
+        pytest.param(ECG, 200, id="committed-sample"),
+        pytest.param(FULL_ECG, 500, id="full", marks=pytest.mark.full_data),
+    ],
+)
+def test_ucr_file_of_ecg5000(path, count):
+    data = read_sequences(path)
+    assert len(data.series) == count
     assert data.series[0].shape == (140, 1)
     assert set(data.labels) == {1, 2, 3, 4, 5}
     assert len(select_classes(data, [1]).series) == data.labels.count(1)
@@ -59,9 +66,16 @@ def test_splits_are_fixed_and_disjoint():
     _, again_val = split_indices(500, 0.2, seed=0)
     assert np.array_equal(val, again_val) and len(val) == 100
     assert not set(train) & set(val)
-    files = image_files(BSDS)
+
+
+@pytest.mark.parametrize(
+    ("folder", "held_out"),
+    [pytest.param(BSDS, 3, id="committed-sample"), pytest.param(FULL_BSDS, 40, id="full", marks=pytest.mark.full_data)],
+)
+def test_image_split_holds_out_every_10th_file(folder, held_out):
+    files = image_files(folder)
     train_files, val_files = split_files(files, 10)
-    assert len(val_files) == 40 and val_files[0] == files[0] and not set(train_files) & set(val_files)
+    assert len(val_files) == held_out and val_files[0] == files[0] and not set(train_files) & set(val_files)
 
 
 def test_normalisation_statistics_and_per_series():
