@@ -44,12 +44,21 @@ def test_metrics_sum_every_worker_and_sigterm_stops_them(tiny_models, tmp_path):
 
 
 def test_prepare_workers_stops_spinning_and_cleans_the_metrics_folder(tmp_path, monkeypatch):
-    monkeypatch.delenv("AE_THREAD_SPINNING", raising=False)
+    # prepare_workers writes os.environ directly. delenv on an unset variable records nothing to
+    # undo, so set it first: monkeypatch then restores "unset" after the test instead of leaking
+    # AE_THREAD_SPINNING=false into every later test of the session.
+    monkeypatch.setenv("AE_THREAD_SPINNING", "true")
+    monkeypatch.delenv("AE_THREAD_SPINNING")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     (tmp_path / "counter_123.db").write_bytes(b"stale")
     prepare_workers(Settings())
     assert os.environ["AE_THREAD_SPINNING"] == "false"
     assert not list(tmp_path.glob("*.db"))
+
+
+def test_prepare_workers_leaves_no_setting_behind():
+    # Runs after the test above (file order): its environment changes must have been undone.
+    assert "AE_THREAD_SPINNING" not in os.environ
 
 
 def test_workers_default_to_the_cores_available(monkeypatch):
