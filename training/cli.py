@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     images.add_argument("--images", type=Path, required=True, help="image folder (held out: every 10th file)")
     images.add_argument("--model", type=Path, default=Path("models/image-conv"))
     images.add_argument("--out", type=Path, default=Path("docs/evaluation/images"))
+    images.add_argument(
+        "--tile",
+        type=int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        help="score tiles of this size, one request each (default: whole photos, or a fixed-size model's size)",
+    )
     codec = kinds.add_parser("codec", help="RD curves, BD-rate of the codec models against JPEG and WebP")
     codec.add_argument("--images", type=Path, required=True, help="image folder")
     codec.add_argument(
@@ -129,7 +136,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     if args.kind == "images":
         from training.evaluate import images
 
-        return images.run(args.images, args.model, args.out)
+        return images.run(args.images, args.model, args.out, tile=tuple(args.tile) if args.tile else None)
     from training.evaluate import embeddings
 
     anomaly = None if args.no_anomaly else args.anomaly_model

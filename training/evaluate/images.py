@@ -1,7 +1,11 @@
 """`ae-train evaluate images`: PSNR of a served image model's reconstructions on held-out photos.
 
 The held-out photos are the training split's validation files (every `val_every`-th by sorted name),
-evaluated whole (not cropped), through the same pipeline the service runs.
+evaluated whole (not cropped), through the same pipeline the service runs. A model that takes one
+size only (`input.fixed_size`, a dense bottleneck) cannot take a whole photo: each photo is then cut
+into non-overlapping tiles of that size (the right and bottom remainders left out), every tile is sent
+as its own PNG request, and PSNR is measured on the stitched tiles. `tile` does the same for any
+model, so a fully convolutional one can be scored on exactly the same pixels.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from PIL import Image
 
 from service.compression import psnr
 from service.config import Settings
+from service.manifest import ImageInputSpec
 from service.pipelines import image_reconstruct
+from service.repository import LoadedModel
 from training.data import image_files, split_files
 from training.evaluate.served import load_served
 
@@ -44,20 +50,47 @@ def write_report(out: Path, stem: str, rows: list[dict[str, Any]], report: dict[
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def run(images: Path, model_dir: Path, out: Path, val_every: int = 10) -> dict[str, Any]:
-    """Per-image and mean PSNR; writes `images.json`."""
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def reconstruct_tiled(model: LoadedModel, original: np.ndarray, tile: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(covered part of the photo, its reconstruction), one served request per `tile`-sized tile."""
+    th, tw = tile
+    rows, cols = original.shape[0] // th, original.shape[1] // tw
+    covered = original[: rows * th, : cols * tw]
+    answer = np.empty_like(covered)
+    for r in range(rows):
+        for c in range(cols):
+            window = (slice(r * th, (r + 1) * th), slice(c * tw, (c + 1) * tw))
+            png = image_reconstruct(model, _png(covered[window]), "image/png", _SETTINGS)
+            answer[window] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return covered, answer
+
+
+def run(
+    images: Path, model_dir: Path, out: Path, val_every: int = 10, tile: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """Per-image and mean PSNR; writes `images.json`. Tiles of `tile` (or the model's fixed size)."""
     model = load_served(model_dir)
+    spec = model.manifest.input
+    tile = tile or (spec.fixed_size if isinstance(spec, ImageInputSpec) else None)
     rows = []
     for path in held_out_images(images, val_every):
         original = np.asarray(Image.open(path).convert("RGB"))
-        answer = image_reconstruct(model, path.read_bytes(), "image/png", _SETTINGS)
-        rows.append(
-            {"image": path.name, "psnr_db": round(psnr(original, np.asarray(Image.open(io.BytesIO(answer)))), 3)}
-        )
+        if tile is None:
+            answer = image_reconstruct(model, path.read_bytes(), "image/png", _SETTINGS)
+            reconstruction = np.asarray(Image.open(io.BytesIO(answer)))
+        else:
+            original, reconstruction = reconstruct_tiled(model, original, tile)
+        rows.append({"image": path.name, "psnr_db": round(psnr(original, reconstruction), 3)})
     report = {
         "model": f"{model.manifest.name}/{model.manifest.version}",
         "images": str(images),
         "count": len(rows),
+        "tile": list(tile) if tile else None,
         "mean_psnr_db": round(float(np.mean([r["psnr_db"] for r in rows])), 3),
         "per_image": rows,
     }
