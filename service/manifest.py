@@ -2,6 +2,11 @@
 
 The manifest is the only contract between the two packages. Training fills it in at export
 time; the service validates it (and the sha256 of each graph) before it loads anything.
+
+Schema versions: 2 records the training data as structured fields (`DataRecord`). Schema 1 kept it
+as a JSON string with a path on the training machine; a schema-1 `model.json` still loads, upgraded
+on read by `service.manifest_upgrade` (its data hash is then unknown: `None`).
+`scripts/migrate_manifests.py` rewrites old files in place and fills the hash in from the data.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.manifest_upgrade import upgrade
+
 MANIFEST_FILE = "model.json"
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
 GraphRole = Literal["encoder", "decoder", "autoencoder"]
@@ -116,10 +123,57 @@ class EntropyModelSpec(_Strict):
     precision: int = Field(ge=8, le=24)
 
 
-class TrainingRecord(_Strict):
-    """Where the weights came from, so a model card can be checked against it."""
+class FileSplit(_Strict):
+    """Image folders: every `val_every`-th file by sorted name is validation, the rest trained."""
 
-    data: str
+    kind: Literal["every_nth_file"] = "every_nth_file"
+    val_every: int = Field(ge=1)
+
+
+class SeededSplit(_Strict):
+    """Series files: a permutation seeded with `seed` of the series of `classes` in `file`.
+
+    The first round(n * val_fraction) of the permutation are validation, the rest trained; `classes`
+    None means every series in the file.
+    """
+
+    kind: Literal["seeded_permutation"] = "seeded_permutation"
+    file: str
+    classes: list[int] | None = None
+    val_fraction: float = Field(gt=0, lt=1)
+    seed: int
+
+
+class DataCounts(_Strict):
+    """How many items each side of the split held."""
+
+    unit: Literal["images", "series"]
+    train: int = Field(ge=0)
+    val: int = Field(ge=0)
+
+
+class DataRecord(_Strict):
+    """Which data trained the weights: a data set's name and content, never a path on some machine.
+
+    `sha256` identifies the content training read: for an image folder, the sha256 of one
+    `"<relative name> <file sha256>"` line (newline-terminated) per image in sorted order; for a series file, the
+    sha256 of the file. `None` only where it was never recorded (a schema-1 manifest upgraded on
+    read); `scripts/migrate_manifests.py` fills it in from the data.
+    """
+
+    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    split: Annotated[FileSplit | SeededSplit, Field(discriminator="kind")]
+    counts: DataCounts
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class TrainingRecord(_Strict):
+    """Where the weights came from, so a model card can be checked against it.
+
+    `config` is the run's config less `data.path` (a machine path; `data` names the data set).
+    """
+
+    data: DataRecord
     steps: int
     wall_time_s: float
     device: str
@@ -130,7 +184,7 @@ class TrainingRecord(_Strict):
 class Manifest(_Strict):
     """The full `model.json`."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     family: str
@@ -144,6 +198,11 @@ class Manifest(_Strict):
     parity_max_abs_diff: float
     training: TrainingRecord
     created: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_old_schemas(cls, raw: object) -> object:
+        return upgrade(raw) if isinstance(raw, dict) else raw
 
     @model_validator(mode="after")
     def _has_a_graph(self) -> Manifest:

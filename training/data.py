@@ -7,6 +7,7 @@ the input for denoising); sequences give `input` (T, F). `collate` pads sequence
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from service.codecs.sequence import normalize
-from service.manifest import SequenceNormalization
+from service.manifest import DataCounts, DataRecord, FileSplit, SeededSplit, SequenceNormalization, sha256_of
+from service.manifest_upgrade import dataset_name
 from training.config import ImageDataConfig, SequenceDataConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -96,6 +98,14 @@ class ImageFolderDataset(Dataset[dict[str, Tensor]]):
         if self.config.quantize_noisy:
             noisy = torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
         return {"input": noisy, "target": target}
+
+
+def image_folder_sha256(folder: Path) -> str:
+    """The content hash of an image folder as training reads it (see `DataRecord.sha256`)."""
+    digest = hashlib.sha256()
+    for path in image_files(folder):
+        digest.update(f"{path.relative_to(folder).as_posix()} {sha256_of(path)}\n".encode())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- sequences
@@ -230,27 +240,50 @@ def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {"input": padded, "target": padded, "lengths": lengths}
 
 
+def _image_record(path: Path, config: ImageDataConfig, train: int, val: int) -> DataRecord:
+    return DataRecord(
+        dataset=dataset_name(path.as_posix(), is_file=False),
+        split=FileSplit(val_every=config.val_every),
+        counts=DataCounts(unit="images", train=train, val=val),
+        sha256=image_folder_sha256(path),
+    )
+
+
+def _sequence_record(path: Path, config: SequenceDataConfig, train: int, val: int) -> DataRecord:
+    split = SeededSplit(
+        file=path.name, classes=config.classes, val_fraction=config.val_fraction, seed=config.split_seed
+    )
+    return DataRecord(
+        dataset=dataset_name(path.as_posix(), is_file=True),
+        split=split,
+        counts=DataCounts(unit="series", train=train, val=val),
+        sha256=sha256_of(path),
+    )
+
+
 def build_datasets(
     config: ImageDataConfig | SequenceDataConfig, root: Path, seed: int
 ) -> tuple[Dataset[dict[str, Tensor]], Dataset[dict[str, Tensor]], dict[str, object]]:
-    """(train, val, info) for a data config; `info` goes into the manifest (normalisation, split)."""
+    """(train, val, info) for a data config; `info` goes into the manifest.
+
+    `info["record"]` is the manifest's `DataRecord` (data set name, split, counts, content hash; no
+    path); sequences add what the manifest's input spec needs (normalisation, features, max length).
+    """
     path = (root / config.path) if not Path(config.path).is_absolute() else Path(config.path)
     if isinstance(config, ImageDataConfig):
         train_files, val_files = split_files(image_files(path), config.val_every)
-        info = {"path": config.path, "train_images": len(train_files), "val_images": len(val_files)}
+        record = _image_record(path, config, len(train_files), len(val_files))
         return (
             ImageFolderDataset(train_files, config, train=True, seed=seed),
             ImageFolderDataset(val_files, config, train=False, seed=seed),
-            info,
+            {"record": record.model_dump(mode="json")},
         )
     data = select_classes(read_sequences(path, config.format), config.classes)
     train_idx, val_idx = split_indices(len(data.series), config.val_fraction, config.split_seed)
     train = [data.series[i] for i in train_idx]
     spec = normalization_spec(train, config.normalization)
     info = {
-        "path": config.path,
-        "train_series": len(train),
-        "val_series": len(val_idx),
+        "record": _sequence_record(path, config, len(train), len(val_idx)).model_dump(mode="json"),
         "features": int(train[0].shape[1]),
         "normalization": spec.model_dump(),
         "max_length": max(len(s) for s in data.series),

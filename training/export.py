@@ -25,6 +25,7 @@ from torch import nn
 
 from service.manifest import (
     MANIFEST_FILE,
+    DataRecord,
     EntropyModelSpec,
     GraphSpec,
     ImageInputSpec,
@@ -36,6 +37,7 @@ from service.manifest import (
     TrainingRecord,
     sha256_of,
 )
+from service.manifest_upgrade import upgrade_v1
 from service.repository import version_folders
 from training.checkpoint import restore_model
 from training.entropy_tables import PRECISION, write_tables
@@ -195,6 +197,7 @@ def export_run(
         summary_path = run_dir / "summary.json"
         final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
         recorded = config.to_dict()
+        recorded["data"].pop("path", None)  # a machine path; the manifest's data record names the data set
         if self_ensemble > 1:
             recorded["export"] = {"self_ensemble": self_ensemble}
         manifest = _manifest(model, recorded, state, final, name, version, task, max_length, graphs, worst, entropy)
@@ -203,6 +206,18 @@ def export_run(
         shutil.rmtree(out)  # never leave a version folder the service would half-load
         raise
     return out
+
+
+def data_record(data_info: dict[str, Any], config_dict: dict[str, Any]) -> DataRecord:
+    """The manifest's data record from a run's `data_info`.
+
+    Runs trained before schema 2 kept the old record (a path and counts); it is translated as a
+    schema-1 manifest's is, without a content hash (`scripts/migrate_manifests.py` can add it).
+    """
+    if "record" in data_info:
+        return DataRecord.model_validate(data_info["record"])
+    old = {"schema_version": 1, "training": {"data": data_info, "config": config_dict}}
+    return DataRecord.model_validate(upgrade_v1(old)["training"]["data"])
 
 
 def _manifest(
@@ -221,7 +236,7 @@ def _manifest(
     data_info = state.get("data_info", {})
     input_spec, latent = _input_and_latent(model, data_info, max_length)
     record = TrainingRecord(
-        data=json.dumps(data_info, sort_keys=True),
+        data=data_record(data_info, config_dict),
         steps=int(state["step"]),
         wall_time_s=round(float(state["wall_time_s"]), 2),
         device=str(state.get("device", "cpu")),

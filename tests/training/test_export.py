@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from service.codecs.image import pad_to_multiple
-from service.manifest import load_manifest, sha256_of
+from service.manifest import FileSplit, SeededSplit, load_manifest, sha256_of
+from tests.conftest import BSDS, ECG, ROOT
 from training.checkpoint import restore_model
 from training.config import load_config
+from training.data import image_files, image_folder_sha256, read_sequences, split_files
 from training.export import ExportError, export_run, next_version, verify_symbolic_axes
 from training.fit import fit
 
@@ -25,16 +27,37 @@ def _symbolic(value):
 
 
 def test_export_writes_graphs_and_a_valid_manifest(tiny_models):
-    for name, family, task in (("tiny-image", "conv", "reconstruct"), ("tiny-seq", "recurrent", "embed")):
+    for name, family, task, steps in (
+        ("tiny-image", "conv", "reconstruct", 80),
+        ("tiny-seq", "recurrent", "embed", 30),
+    ):
         folder = tiny_models / name / "1"
         manifest = load_manifest(folder)
         assert (manifest.family, manifest.task, manifest.version) == (family, task, 1)
         assert sorted(manifest.graphs) == ["autoencoder", "decoder", "encoder"]
         assert manifest.operations == ["encode", "decode", "reconstruct"]
         assert manifest.parity_max_abs_diff <= PARITY
-        assert manifest.training.steps == 30 and manifest.training.final_validation["loss"] > 0
+        assert manifest.training.steps == steps and manifest.training.final_validation["loss"] > 0
         for graph in manifest.graphs.values():
             assert sha256_of(folder / graph.file) == graph.sha256
+
+
+def test_export_records_the_training_data_by_name_and_content_never_by_path(tiny_models):
+    image = load_manifest(tiny_models / "tiny-image/1").training.data
+    assert (image.dataset, image.split, image.sha256) == ("images", FileSplit(val_every=10), image_folder_sha256(BSDS))
+    train_files, val_files = split_files(image_files(BSDS), 10)
+    assert (image.counts.unit, image.counts.train, image.counts.val) == ("images", len(train_files), len(val_files))
+    series = load_manifest(tiny_models / "tiny-seq/1").training.data
+    assert series.dataset == "ecg5000-200" and series.sha256 == sha256_of(ECG)
+    assert series.split == SeededSplit(file="ecg5000-200.txt", classes=None, val_fraction=0.2, seed=0)
+    count = len(read_sequences(ECG).series)
+    assert (series.counts.unit, series.counts.train + series.counts.val) == ("series", count)
+    assert series.counts.val == round(count * 0.2)
+    for folder in (tiny_models / "tiny-image/1", tiny_models / "tiny-seq/1"):
+        text = (folder / "model.json").read_text()
+        assert json.loads(text)["schema_version"] == 2
+        assert "path" not in json.loads(text)["training"]["config"]["data"]
+        assert str(ROOT) not in text and "fixtures" not in text
 
 
 def test_image_graph_axes_are_symbolic(tiny_models):
@@ -101,8 +124,6 @@ def test_dense_and_skip_models_export_what_they_can(tmp_path):
         "optim.steps=2",
         "optim.val_every=2",
     ]
-    from tests.conftest import BSDS
-
     for name, overrides in (("dense", dense), ("skip", skip)):
         fit(load_config(None, [*overrides, f'data.path="{BSDS}"']), tmp_path / name, progress=False)
         export_run(tmp_path / name, name, tmp_path / "models")
