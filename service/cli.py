@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--repository", type=Path, default=defaults.repository, help="model repository folder")
     parser.add_argument(
+        "--version-policy",
+        type=Path,
+        default=defaults.version_policy,
+        help="policy file (default: REPOSITORY/policy.toml)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=defaults.workers, help="processes, each loads the models (0: one per core)"
     )
     parser.add_argument(
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     # Worker processes build their app from the environment, so flags travel as AE_* variables.
     os.environ["AE_REPOSITORY"] = str(args.repository)
     os.environ["AE_LOG_LEVEL"] = args.log_level
+    if args.version_policy is not None:
+        os.environ["AE_VERSION_POLICY"] = str(args.version_policy)
     workers = args.workers or defaults.resolved_workers()
     if workers > 1:
         prepare_workers(defaults)

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     repository: Path = Path("models")
     # A broken model is skipped with a logged reason; set true to refuse to start instead.
     strict_models: bool = False
+    # Which versions load (`service.policy`). Unset: the repository's policy.toml, or the built-in policy
+    # (latest 1, codecs all) when it has none; a file named here must exist.
+    version_policy: Path | None = Field(default=None, description="policy file instead of <repository>/policy.toml")
 
     # ONNX Runtime: providers in preference order; unavailable ones are skipped and the ones in use reported.
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -1,6 +1,9 @@
 """The model repository: `NAME/VERSION/model.json` + graphs -> loaded, verified, warmed models.
 
-Loading, in order, for each version folder:
+Which versions load is the version policy's choice (`service.policy`: `models/policy.toml`, or the
+built-in latest-1-but-codecs-keep-all); the others stay on disk, listed as not loaded.
+
+Loading, in order, for each version folder the policy names:
 1. validate `model.json` against the schema;
 2. check every graph file's sha256 against the manifest;
 3. create an ONNX Runtime session per graph and read back the providers in use;
@@ -21,6 +24,7 @@ from service.config import Settings
 from service.engine import OnnxEngine
 from service.errors import NotFoundError, UnsupportedOperationError
 from service.manifest import GRAPH_FOR_OPERATION, MANIFEST_FILE, Manifest, load_manifest, sha256_of
+from service.policy import POLICY_FILE, VersionPolicy, VersionPolicyError, VersionRule, load_policy
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class LoadedModel:
 
 
 def version_folders(model_folder: Path) -> list[Path]:
-    """The integer version folders of `models/NAME`, lowest first (the service serves the last)."""
+    """The integer version folders of `models/NAME`, lowest first (by default the service serves the last)."""
     versions = [p for p in model_folder.glob("*") if p.is_dir() and p.name.isdigit()]
     return sorted(versions, key=lambda p: int(p.name))
 
@@ -144,42 +148,101 @@ def _load_tables(folder: Path, manifest: Manifest) -> EntropyTables | None:
 
 @dataclass
 class ModelRepository:
-    """Every servable model version, by name and version."""
+    """The servable model versions by name and version, and the versions the policy leaves on disk."""
 
     models: dict[str, dict[int, LoadedModel]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # Versions on disk that the version policy does not load, and the rule each model was loaded by.
+    not_loaded: dict[str, list[int]] = field(default_factory=dict)
+    rules: dict[str, VersionRule] = field(default_factory=dict)
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRepository:
-        """Load every `NAME/VERSION` under the repository folder."""
-        repo = cls()
+        """Load the `NAME/VERSION` folders under the repository folder that the version policy names."""
         root = settings.repository
         if not root.is_dir():
             raise ModelLoadError(f"model repository {root} is not a directory")
-        for folder in sorted(root.glob("*/*")):
-            if not (folder.is_dir() and folder.name.isdigit()):
-                continue
-            key = f"{folder.parent.name}/{folder.name}"
-            try:
-                model = load_version(folder, settings)
-            except ModelLoadError as error:
-                if settings.strict_models:
-                    raise ModelLoadError(f"{key}: {error}") from error
-                logger.error("skipping model %s: %s", key, error)
-                repo.failures[key] = str(error)
-                continue
-            repo.models.setdefault(model.manifest.name, {})[model.manifest.version] = model
-            logger.info("loaded model %s (task %s) on %s", key, model.manifest.task, model.providers)
+        policy = _policy(settings)
+        on_disk = {folder.name: version_folders(folder) for folder in sorted(root.glob("*")) if folder.is_dir()}
+        on_disk = {name: folders for name, folders in on_disk.items() if folders}
+        for name in sorted(set(policy.models) - set(on_disk)):
+            logger.warning("version policy names model %s, which is not in %s", name, root)
+        repo = cls()
+        for name, folders in on_disk.items():
+            repo._load_model(name, folders, policy, settings)
         return repo
 
+    def _load_model(self, name: str, folders: list[Path], policy: VersionPolicy, settings: Settings) -> None:
+        rule = policy.rule_for(name, _task_of(folders))
+        self.rules[name] = rule
+        on_disk = [int(folder.name) for folder in folders]
+        chosen = rule.select(on_disk)
+        if missing := rule.missing(on_disk):
+            logger.warning("version policy of model %s (%s) names versions not on disk: %s", name, rule, missing)
+        if skipped := [v for v in on_disk if v not in chosen]:
+            self.not_loaded[name] = skipped
+            logger.info("model %s: versions %s on disk are not loaded (version policy: %s)", name, skipped, rule)
+        if not chosen:
+            self._fail(name, f"version policy ({rule}) loads none of the versions on disk {on_disk}", settings)
+        for folder in folders:
+            if int(folder.name) in chosen:
+                self._load_version(folder, settings)
+
+    def _load_version(self, folder: Path, settings: Settings) -> None:
+        key = f"{folder.parent.name}/{folder.name}"
+        try:
+            model = load_version(folder, settings)
+        except ModelLoadError as error:
+            self._fail(key, str(error), settings)
+            return
+        self.models.setdefault(model.manifest.name, {})[model.manifest.version] = model
+        logger.info("loaded model %s (task %s) on %s", key, model.manifest.task, model.providers)
+
+    def _fail(self, key: str, reason: str, settings: Settings) -> None:
+        """A model or version that cannot be served: stop start-up when strict, else skip it with the reason."""
+        if settings.strict_models:
+            raise ModelLoadError(f"{key}: {reason}")
+        logger.error("skipping model %s: %s", key, reason)
+        self.failures[key] = reason
+
     def get(self, name: str, version: int | None = None) -> LoadedModel:
-        """A model by name; the highest version unless one is given. 404 when unknown."""
+        """A model by name; the highest version unless one is given. 404 when unknown or not loaded."""
         versions = self.models.get(name)
+        not_loaded = self.not_loaded.get(name, [])
         if not versions:
+            if not_loaded:
+                raise NotFoundError(f"model {name!r} exists, but the version policy loads none of its versions")
             raise NotFoundError(f"unknown model {name!r}; see GET /v1/models")
         if version is None:
             return versions[max(versions)]
         if version not in versions:
             known = ", ".join(str(v) for v in sorted(versions))
+            if version in not_loaded:
+                raise NotFoundError(
+                    f"model {name!r} version {version} exists, but the version policy does not load it; "
+                    f"loaded versions: {known}"
+                )
             raise NotFoundError(f"model {name!r} has no version {version}; versions: {known}")
         return versions[version]
+
+
+def _policy(settings: Settings) -> VersionPolicy:
+    """The configured policy file, else the repository's `policy.toml`, else the built-in policy."""
+    explicit = settings.version_policy
+    path = explicit or settings.repository / POLICY_FILE
+    try:
+        policy = load_policy(path, required=explicit is not None)
+    except VersionPolicyError as error:
+        raise ModelLoadError(str(error)) from error
+    logger.info("version policy: %s", path if path.is_file() else "built-in (no policy file)")
+    return policy
+
+
+def _task_of(folders: list[Path]) -> str | None:
+    """The task of a model's highest version with a readable manifest (the policy may depend on it)."""
+    for folder in reversed(folders):
+        try:
+            return load_manifest(folder).task
+        except (OSError, ValueError):  # the version's own load reports why
+            continue
+    return None

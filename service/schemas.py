@@ -51,11 +51,17 @@ class ModelVersionInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """A model and all its loaded versions; `default_version` is the highest."""
+    """A model, its loaded versions and those the version policy leaves on disk; the highest loaded is the default."""
 
     name: str
     default_version: int
-    versions: list[ModelVersionInfo]
+    versions: list[ModelVersionInfo] = Field(description="the loaded versions: the ones requests can address")
+    version_policy: str = Field(
+        description="the rule that chose them: `latest N`, `all` or `specific [...]`", examples=["latest 1"]
+    )
+    not_loaded_versions: list[int] = Field(
+        default_factory=list, description="versions on disk that the version policy does not load (404 if addressed)"
+    )
 
 
 class ModelsResponse(BaseModel):

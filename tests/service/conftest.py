@@ -14,8 +14,13 @@ from PIL import Image
 from service.config import Settings
 from service.main import create_app
 
+# Every version of the tiny repository loads unless a test names another policy (`version_policy=None`:
+# the repository's own policy.toml, else the built-in one).
+ALL_VERSIONS = Path(__file__).with_name("all-versions.toml")
+
 
 def service_settings(repository: Path, **overrides: object) -> Settings:
+    overrides = {"version_policy": ALL_VERSIONS, **overrides}
     return Settings(repository=repository, providers=["CPUExecutionProvider"], intra_op_threads=1, **overrides)
 
 

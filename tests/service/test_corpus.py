@@ -30,7 +30,7 @@ TARGETS = Targets(
 
 @pytest.fixture(scope="module")
 def default_client():
-    with TestClient(create_app(service_settings(Path(MODELS), strict_models=True))) as client:
+    with TestClient(create_app(service_settings(Path(MODELS), strict_models=True, version_policy=None))) as client:
         yield client
 
 

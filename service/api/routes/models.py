@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import RepositoryDep
-from service.repository import LoadedModel
+from service.repository import LoadedModel, ModelRepository
 from service.schemas import ErrorResponse, ModelInfo, ModelsResponse, ModelVersionInfo
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -32,18 +32,21 @@ def _version_info(model: LoadedModel) -> ModelVersionInfo:
     )
 
 
-def _model_info(name: str, versions: dict[int, LoadedModel]) -> ModelInfo:
+def _model_info(name: str, repository: ModelRepository) -> ModelInfo:
+    versions = repository.models[name]
     return ModelInfo(
         name=name,
         default_version=max(versions),
         versions=[_version_info(versions[v]) for v in sorted(versions)],
+        version_policy=str(repository.rules[name]),
+        not_loaded_versions=repository.not_loaded.get(name, []),
     )
 
 
 @router.get("", response_model=ModelsResponse, summary="List models")
 async def list_models(repository: RepositoryDep) -> ModelsResponse:
-    """Every loaded model with its versions, task, input and latent specs, operations and providers."""
-    return ModelsResponse(models=[_model_info(n, v) for n, v in sorted(repository.models.items())])
+    """Every loaded model: loaded versions (task, specs, operations, providers) and versions not loaded."""
+    return ModelsResponse(models=[_model_info(name, repository) for name in sorted(repository.models)])
 
 
 @router.get(
@@ -53,6 +56,6 @@ async def list_models(repository: RepositoryDep) -> ModelsResponse:
     responses={404: {"model": ErrorResponse}},
 )
 async def get_model_info(name: str, repository: RepositoryDep) -> ModelInfo:
-    """One model and all its versions."""
+    """One model: its loaded versions and those the version policy leaves on disk."""
     repository.get(name)  # 404 for an unknown name
-    return _model_info(name, repository.models[name])
+    return _model_info(name, repository)
