@@ -9,11 +9,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
+COPY requirements/service.txt ./requirements/
 COPY service ./service
-# The service's runtime dependencies only; the CUDA and cuDNN libraries come as pip wheels
-# (onnxruntime-gpu's `cuda` and `cudnn` extras), so the image needs no CUDA base image.
-RUN /opt/venv/bin/pip install . \
-    && if [ "$WITH_CUDA" = "1" ]; then /opt/venv/bin/pip install "onnxruntime-gpu[cuda,cudnn]"; fi \
+# The service's runtime dependencies only, at the versions of the lock (scripts/lock.sh); the CUDA and
+# cuDNN libraries come as pip wheels (onnxruntime-gpu's `cuda` and `cudnn` extras, pinned in the same
+# lock), so the image needs no CUDA base image.
+RUN /opt/venv/bin/pip install -c requirements/service.txt . \
+    && if [ "$WITH_CUDA" = "1" ]; then \
+         /opt/venv/bin/pip install -c requirements/service.txt "onnxruntime-gpu[cuda,cudnn]"; fi \
     && /opt/venv/bin/python -c "import onnxruntime, service.main" \
     && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
 

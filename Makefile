@@ -7,18 +7,19 @@ PORT ?= 8000
 
 .PHONY: run test lint typecheck pytest clean data
 
-# The service environment: runtime dependencies only (no torch), as in the container.
-$(SERVE_VENV)/.installed: pyproject.toml
+# The service environment: runtime dependencies only (no torch), as in the container, at the versions
+# pinned in requirements/ (scripts/lock.sh regenerates them).
+$(SERVE_VENV)/.installed: pyproject.toml requirements/service.txt
 	$(PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/pip install --quiet --upgrade pip
-	$(SERVE_VENV)/bin/pip install --quiet .
+	$(SERVE_VENV)/bin/pip install --quiet -c requirements/service.txt --upgrade pip
+	$(SERVE_VENV)/bin/pip install --quiet -c requirements/service.txt .
 	touch $@
 
 # The development environment: the service plus training (torch==2.13.0, CPU) and dev tools.
-$(DEV_VENV)/.installed: pyproject.toml
+$(DEV_VENV)/.installed: pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(DEV_VENV)
-	$(DEV_VENV)/bin/pip install --quiet --upgrade pip
-	$(DEV_VENV)/bin/pip install --quiet -e ".[train,dev]"
+	$(DEV_VENV)/bin/pip install --quiet -c requirements/dev.txt --upgrade pip
+	$(DEV_VENV)/bin/pip install --quiet -c requirements/dev.txt -e ".[train,dev]"
 	touch $@
 
 run: $(SERVE_VENV)/.installed
