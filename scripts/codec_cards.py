@@ -1,6 +1,6 @@
 """Write the model card (README.md) of every codec quality level from its manifest and the evaluation.
 
-    python scripts/codec_cards.py [--models models] [--evaluation docs/evaluation/codec/codec.json]
+    python scripts/codec_cards.py [--models models] [--evaluation docs/evaluation/image-codec/vN/codec.json]
 
 The levels share everything but lambda, steps and their own RD point, so the cards are generated:
 edit the text here, not in models/image-codec-q*/README.md.
@@ -28,8 +28,13 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def card(manifest: dict[str, Any], evaluation: dict[str, Any], levels: int) -> str:
-    """The README of one level."""
+def scored(evaluation: dict[str, Any]) -> str:
+    """The versions an evaluation scored, short: `q1 v3, q2 v3, ..., q5 v1`."""
+    return ", ".join(f"q{name.rsplit('q', 1)[-1]} v{version}" for name, version in evaluation["models"].items())
+
+
+def card(manifest: dict[str, Any], evaluation: dict[str, Any], levels: int, report: Path) -> str:
+    """The README of one level; `report` is the evaluation's folder."""
     training, model = manifest["training"], manifest["training"]["config"]["model"]
     optim, data = manifest["training"]["config"]["optim"], manifest["training"]["config"]["data"]
     name, level = manifest["name"], manifest["name"].rsplit("q", 1)[-1]
@@ -55,7 +60,7 @@ def card(manifest: dict[str, Any], evaluation: dict[str, Any], levels: int) -> s
 ## Evaluation ({evaluation["count"]} held-out BSDS photos, whole)
 
 `ae-train evaluate codec --images ../shared/datasets/images/bsds400` (all levels, JPEG and WebP;
-`docs/evaluation/codec/`):
+`{report.as_posix()}/`, which scored {scored(evaluation)}):
 
 | | bpp (real bytes, header included) | PSNR | MS-SSIM |
 |---|---|---|---|
@@ -91,19 +96,26 @@ ae-train evaluate codec --images ../shared/datasets/images/bsds400
 """
 
 
+def latest_report(reports: Path = Path("docs/evaluation/image-codec")) -> Path:
+    """`codec.json` of the highest `vN` folder: the evaluation of the ladder as served."""
+    folders = [p for p in reports.glob("v*") if p.name[1:].isdigit()]
+    return max(folders, key=lambda p: int(p.name[1:])) / "codec.json"
+
+
 def main() -> None:
     """Write every level's card."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--evaluation", type=Path, default=Path("docs/evaluation/codec/codec.json"))
+    parser.add_argument("--evaluation", type=Path, default=None, help="default: the highest image-codec/vN")
     args = parser.parse_args()
-    evaluation = json.loads(args.evaluation.read_text())
+    path = args.evaluation or latest_report()
+    evaluation = json.loads(path.read_text())
     folders = sorted(args.models.glob("image-codec-q*"))
     for folder in folders:
         version = latest_version_folder(folder)
         manifest = json.loads((version / "model.json").read_text())
         manifest["_folder"] = version
-        (folder / "README.md").write_text(card(manifest, evaluation, len(folders)))
+        (folder / "README.md").write_text(card(manifest, evaluation, len(folders), path.parent))
         print(f"wrote {folder / 'README.md'}")
 
 

@@ -71,11 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     embeddings.add_argument("--model", type=Path, default=Path("models/ecg-embed"))
     embeddings.add_argument("--anomaly-model", type=Path, default=Path("models/ecg-anomaly"))
     embeddings.add_argument("--no-anomaly", action="store_true", help="skip the anomaly evaluation")
-    embeddings.add_argument("--out", type=Path, default=Path("docs/evaluation/embeddings"))
+    embeddings.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     images = kinds.add_parser("images", help="PSNR of an image model's reconstructions on held-out photos")
     images.add_argument("--images", type=Path, required=True, help="image folder (held out: every 10th file)")
     images.add_argument("--model", type=Path, default=Path("models/image-conv"))
-    images.add_argument("--out", type=Path, default=Path("docs/evaluation/images"))
+    images.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     images.add_argument(
         "--tile",
         type=int,
@@ -94,14 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     codec.add_argument(
         "--models", type=Path, nargs="+", default=[Path(f"models/image-codec-q{q}") for q in (1, 2, 3, 4, 5)]
     )
-    codec.add_argument("--out", type=Path, default=Path("docs/evaluation/codec"))
+    codec.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<ladder>/v<N>/")
     denoise = kinds.add_parser("denoise", help="PSNR/SSIM of the denoiser against BM3D and non-local means")
     denoise.add_argument("--images", type=Path, required=True, help="image folder")
     denoise.add_argument("--sigma", type=float, nargs="+", default=[15.0, 25.0, 50.0], help="noise levels (0..255)")
     denoise.add_argument("--split", choices=["heldout", "all"], default="heldout")
     denoise.add_argument("--bm3d-limit", type=int, default=10, help="images BM3D runs on (it is slow)")
     denoise.add_argument("--model", type=Path, default=Path("models/image-denoise"))
-    denoise.add_argument("--out", type=Path, default=Path("docs/evaluation/denoise"))
+    denoise.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     data = commands.add_parser("data", help="the public data sets the default models were trained on")
     actions = data.add_subparsers(dest="action", required=True)
     fetch = actions.add_parser("fetch", help="download BSDS500 and ECG5000, verify their checksums, write them")

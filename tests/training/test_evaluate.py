@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +21,9 @@ def test_one_nn_accuracy():
     assert one_nn_accuracy(train, np.array([0, 1]), test, np.array([0, 1, 0])) == pytest.approx(2 / 3)
 
 
-def test_evaluate_embeddings_cli_on_served_models(tiny_models, tmp_path, capsys):
-    out = tmp_path / "eval"
+def test_evaluate_embeddings_cli_on_served_models(tiny_models, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "docs/evaluation/tiny-seq/v1"  # the default: the embedding model's name and version
     assert (
         main(
             [
@@ -33,14 +35,13 @@ def test_evaluate_embeddings_cli_on_served_models(tiny_models, tmp_path, capsys)
                 str(tiny_models / "tiny-seq/1"),
                 "--anomaly-model",
                 str(tiny_models / "tiny-seq/2"),
-                "--out",
-                str(out),
             ]
         )
         == 0
     )
     report = json.loads((out / "embeddings.json").read_text())
     assert report == json.loads(capsys.readouterr().out)
+    assert report["models"] == {"tiny-seq": [1, 2]}
     assert report["embeddings"]["embedding_dims"] == 6 and report["embeddings"]["raw_dims"] == 140
     assert report["embeddings"]["test_series"] == 40  # a fifth of the 200 committed series
     assert 0.0 <= report["embeddings"]["embedding_1nn_accuracy"] <= 1.0
@@ -49,17 +50,13 @@ def test_evaluate_embeddings_cli_on_served_models(tiny_models, tmp_path, capsys)
     assert (out / "anomaly_errors.png").stat().st_size > 0 and (out / "embeddings.csv").is_file()
 
 
-def test_evaluate_images_cli(tiny_models, tmp_path, capsys):
+def test_evaluate_images_cli(tiny_models, tmp_path, capsys, monkeypatch):
     from tests.conftest import BSDS
 
-    out = tmp_path / "img"
-    assert (
-        main(
-            ["evaluate", "images", "--images", str(BSDS), "--model", str(tiny_models / "tiny-image"), "--out", str(out)]
-        )
-        == 0
-    )
-    report = json.loads((out / "images.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "images", "--images", str(BSDS), "--model", str(tiny_models / "tiny-image")]) == 0
+    report = json.loads((tmp_path / "docs/evaluation/tiny-image/v1/images.json").read_text())
+    assert report["models"] == {"tiny-image": 1}
     assert report["count"] == 4 and 5.0 < report["mean_psnr_db"] < 60.0  # every 10th of the 40 crops
     assert json.loads(capsys.readouterr().out)["mean_psnr_db"] == report["mean_psnr_db"]
 
@@ -100,11 +97,30 @@ def test_evaluate_codec_cli(tiny_models, tmp_path):
         == 0
     )
     report = json.loads((out / "codec.json").read_text())
+    assert report["models"] == {"tiny-codec": 1}
     assert report["count"] == 2 and set(report["curves"]) == {"ours", "JPEG", "WEBP"}
     ours = report["curves"]["ours"][0]
     assert ours["bpp"] > 0 and 0 < ours["ms_ssim"] <= 1 and ours["psnr"] > 5
     assert "bd_rate_vs_jpeg_percent" in report["summary"]
     assert (out / "rd_curves.png").stat().st_size > 0 and (out / "codec.csv").read_text().count("\n") == 1 + 2 * 22
+
+
+@pytest.mark.parametrize(
+    ("levels", "folder"),
+    [
+        pytest.param(
+            [("image-codec-q1", 3), ("image-codec-q2", 3), ("image-codec-q5", 1)], "image-codec/v3", id="ladder"
+        ),
+        pytest.param([("tiny-codec", 1)], "tiny-codec/v1", id="one-model"),
+    ],
+)
+def test_codec_reports_are_named_by_ladder_and_highest_version(levels, folder):
+    from types import SimpleNamespace
+
+    from training.evaluate.codec import ladder_folder
+
+    models = [SimpleNamespace(manifest=SimpleNamespace(name=n, version=v)) for n, v in levels]
+    assert ladder_folder(models) == Path("docs/evaluation") / folder
 
 
 def test_evaluate_denoise_cli(tiny_models, tmp_path):
@@ -139,6 +155,7 @@ def test_evaluate_denoise_cli(tiny_models, tmp_path):
         == 0
     )
     report = json.loads((out / "denoise.json").read_text())
+    assert report["models"] == {"tiny-denoise": 1}
     methods = report["means"]["sigma_25"]["all"]
     assert set(methods) == {"noisy", "ours", "nlm", "bm3d"}
     assert methods["bm3d"]["psnr"] > methods["noisy"]["psnr"]  # BM3D really denoises

@@ -9,6 +9,7 @@ make the RD curves; BD-rate compares the curves; PSNR at 0.25 and 0.5 bpp is int
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from service.pipelines import run_direct
 from service.repository import LoadedModel
 from training.evaluate.images import select_images, write_report
 from training.evaluate.rd import bd_rate, psnr_at_rate
-from training.evaluate.served import load_served
+from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_rd_curves
 
 QUALITIES = {"JPEG": [2, 5, 10, 15, 20, 30, 40, 50, 65, 80, 90], "WEBP": [0, 5, 10, 20, 30, 40, 50, 65, 80, 90]}
@@ -86,10 +87,24 @@ def _summary(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
-def run(images: Path, model_dirs: list[Path], out: Path, split: str = "heldout") -> dict[str, Any]:
-    """Evaluate, write `codec.csv` (per image), `codec.json` (curves, BD-rates) and `rd_curves.png`."""
+def ladder_folder(models: list[LoadedModel]) -> Path:
+    """`docs/evaluation/<ladder>/v<N>/`: the levels' name less `-qK`, numbered by the highest level version.
+
+    The five levels image-codec-q1..q5 at versions 3, 3, 3, 3, 1 make `image-codec/v3`.
+    """
+    ladders = {re.sub(r"-q\d+$", "", m.manifest.name) for m in models}
+    name = ladders.pop() if len(ladders) == 1 else "-".join(sorted(ladders))
+    return evaluation_folder(name, max(m.manifest.version for m in models))
+
+
+def run(images: Path, model_dirs: list[Path], out: Path | None = None, split: str = "heldout") -> dict[str, Any]:
+    """Evaluate, write `codec.csv` (per image), `codec.json` (curves, BD-rates) and `rd_curves.png`.
+
+    `out` defaults to `ladder_folder` of the models scored; the report's `models` names each version.
+    """
     files = select_images(images, split)
     models = [load_served(d) for d in model_dirs]
+    out = out or ladder_folder(models)
     rows: list[dict[str, Any]] = []
     for path in tqdm(files, desc="codec evaluation", unit="image"):
         original = np.asarray(Image.open(path).convert("RGB"))
@@ -115,7 +130,14 @@ def run(images: Path, model_dirs: list[Path], out: Path, split: str = "heldout")
                     }
                 )
     curves = _curves(rows)
-    report = {"images": str(images), "split": split, "count": len(files), "summary": _summary(curves), "curves": curves}
+    report = {
+        "models": scored_versions(*models),
+        "images": str(images),
+        "split": split,
+        "count": len(files),
+        "summary": _summary(curves),
+        "curves": curves,
+    }
     write_report(out, "codec", rows, report)
     plot_rd_curves(curves, out / "rd_curves.png")
     return report

@@ -24,7 +24,7 @@ from service.config import Settings
 from service.pipelines import image_reconstruct
 from service.repository import LoadedModel
 from training.evaluate.images import select_images, write_report
-from training.evaluate.served import load_served
+from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_denoise_crops
 
 _SETTINGS = Settings(max_image_pixels=100_000_000)
@@ -63,11 +63,20 @@ def _metrics(clean: np.ndarray, result: np.ndarray) -> dict[str, float]:
 
 
 def run(
-    images: Path, model_dir: Path, sigmas: list[float], out: Path, bm3d_limit: int = 10, split: str = "heldout"
+    images: Path,
+    model_dir: Path,
+    sigmas: list[float],
+    out: Path | None = None,
+    bm3d_limit: int = 10,
+    split: str = "heldout",
 ) -> dict[str, Any]:
-    """Evaluate; writes `denoise.csv`, `denoise.json` and `denoise_crops.png` under `out`."""
+    """Evaluate; writes `denoise.csv`, `denoise.json` and `denoise_crops.png` under `out`.
+
+    `out` defaults to `docs/evaluation/<model>/v<N>/` of the version scored.
+    """
     files = select_images(images, split)
     model = load_served(model_dir)
+    out = out or evaluation_folder(model.manifest.name, model.manifest.version)
     rows: list[dict[str, Any]] = []
     crops: list[tuple[float, dict[str, np.ndarray]]] = []
     for index, path in enumerate(tqdm(files, desc="denoise evaluation", unit="image")):
@@ -82,6 +91,7 @@ def run(
             if index == 0:
                 crops.append((sigma, {"clean": clean, **results}))
     report = {
+        "models": scored_versions(model),
         "images": str(images),
         "split": split,
         "count": len(files),

@@ -22,7 +22,7 @@ from service.manifest import SequenceNormalization
 from service.pipelines import sequence_encode, sequence_reconstruct
 from service.repository import LoadedModel
 from training.data import read_sequences, split_indices
-from training.evaluate.served import load_served
+from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_error_distributions
 
 _SETTINGS = Settings(max_batch_sequences=1_000_000)
@@ -101,21 +101,27 @@ def evaluate_anomalies(model: LoadedModel, series: list[np.ndarray], labels: np.
     }
 
 
-def run(data: Path, model_dir: Path, anomaly_dir: Path | None, out: Path) -> dict[str, Any]:
-    """Both evaluations; writes `embeddings.json`, `embeddings.csv` and `anomaly_errors.png` under `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+def run(data: Path, model_dir: Path, anomaly_dir: Path | None, out: Path | None = None) -> dict[str, Any]:
+    """Both evaluations; writes `embeddings.json`, `embeddings.csv` and `anomaly_errors.png` under `out`.
+
+    `out` defaults to `docs/evaluation/<embedding model>/v<N>/`; the report's `models` names the
+    anomaly model's version too.
+    """
     dataset = read_sequences(data)
     if dataset.labels is None:
         raise ValueError(f"{data} has no labels; the evaluation needs a labelled file (UCR or JSON Lines)")
     labels = np.asarray(dataset.labels)
+    embedder = load_served(model_dir)
+    anomaly = load_served(anomaly_dir) if anomaly_dir is not None else None
+    out = out or evaluation_folder(embedder.manifest.name, embedder.manifest.version)
+    out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
+        "models": scored_versions(embedder, *([anomaly] if anomaly else [])),
         "data": str(data),
-        "embeddings": evaluate_embeddings(load_served(model_dir), dataset.series, labels),
+        "embeddings": evaluate_embeddings(embedder, dataset.series, labels),
     }
-    if anomaly_dir is not None:
-        report["anomaly"] = evaluate_anomalies(
-            load_served(anomaly_dir), dataset.series, labels, out / "anomaly_errors.png"
-        )
+    if anomaly is not None:
+        report["anomaly"] = evaluate_anomalies(anomaly, dataset.series, labels, out / "anomaly_errors.png")
     (out / "embeddings.json").write_text(json.dumps(report, indent=2) + "\n")
     rows = ["metric,value"] + [
         f"{section}.{k},{v}" for section in ("embeddings", "anomaly") for k, v in report.get(section, {}).items()

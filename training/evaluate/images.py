@@ -25,7 +25,7 @@ from service.manifest import ImageInputSpec
 from service.pipelines import image_reconstruct
 from service.repository import LoadedModel
 from training.data import image_files, split_files
-from training.evaluate.served import load_served
+from training.evaluate.served import evaluation_folder, load_served, scored_versions
 
 _SETTINGS = Settings(max_image_pixels=100_000_000)
 
@@ -71,10 +71,14 @@ def reconstruct_tiled(model: LoadedModel, original: np.ndarray, tile: tuple[int,
 
 
 def run(
-    images: Path, model_dir: Path, out: Path, val_every: int = 10, tile: tuple[int, int] | None = None
+    images: Path, model_dir: Path, out: Path | None = None, val_every: int = 10, tile: tuple[int, int] | None = None
 ) -> dict[str, Any]:
-    """Per-image and mean PSNR; writes `images.json`. Tiles of `tile` (or the model's fixed size)."""
+    """Per-image and mean PSNR; writes `images.json`. Tiles of `tile` (or the model's fixed size).
+
+    `out` defaults to `docs/evaluation/<model>/v<N>/` of the version scored.
+    """
     model = load_served(model_dir)
+    out = out or evaluation_folder(model.manifest.name, model.manifest.version)
     spec = model.manifest.input
     tile = tile or (spec.fixed_size if isinstance(spec, ImageInputSpec) else None)
     rows = []
@@ -87,6 +91,7 @@ def run(
             original, reconstruction = reconstruct_tiled(model, original, tile)
         rows.append({"image": path.name, "psnr_db": round(psnr(original, reconstruction), 3)})
     report = {
+        "models": scored_versions(model),
         "model": f"{model.manifest.name}/{model.manifest.version}",
         "images": str(images),
         "count": len(rows),
