@@ -2,11 +2,17 @@
 
 Decoding is defensive: the pixel count is read from the header and checked before any pixel is
 decoded (so a decompression bomb costs nothing), and every Pillow failure becomes a DecodingError.
+
+The limit is the service's own (`AE_MAX_IMAGE_PIXELS`), applied per call. Pillow's process-wide
+guard (`Image.MAX_IMAGE_PIXELS`) is left as it is for every other importer, training included; an
+image above it that the service's limit allows is opened by its format's reader directly (see
+`_open`), never by changing that global, which other threads read at the same time.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -17,9 +23,6 @@ from service.errors import DecodingError, InvalidInputError, NotAcceptableError,
 # Response formats by MIME type -> Pillow format name.
 OUTPUT_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-
-# Pillow's own bomb check is replaced by ours (a configured limit, a 413 rather than a warning).
-Image.MAX_IMAGE_PIXELS = None
 
 
 def _to_model_channels(image: Image.Image, channels: int) -> np.ndarray:
@@ -36,14 +39,48 @@ def _to_model_channels(image: Image.Image, channels: int) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
+def _open_with_format_reader(data: bytes) -> Image.Image:
+    """`Image.open` less its pixel guard: the first registered reader that accepts the bytes.
+
+    Only header parsing happens here, as in `Image.open`; the caller checks the size before decoding.
+    """
+    Image.init()
+    prefix = data[:16]
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        if accept is not None and accept(prefix) is not True:
+            continue  # not this format (a string is Pillow's "almost, but not quite")
+        try:
+            return factory(io.BytesIO(data), "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # what Image.open also treats as "try the next format"
+    raise UnidentifiedImageError("cannot identify image file")
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open an image whatever Pillow's process-wide limit; the service checks its own limit next.
+
+    Pillow refuses images above twice `Image.MAX_IMAGE_PIXELS` while opening them. Such an image may
+    still be within the service's limit (set above Pillow's default), so it is opened again by its
+    format's reader, without the guard. Multi-frame readers (GIF, TIFF, WebP, ICO) check frame sizes
+    against Pillow's limit themselves; those refusals become 413 in `decode_image`.
+    """
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        return _open_with_format_reader(data)
+
+
 def decode_image(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
     """Encoded image bytes -> (C, H, W) float32 in [0, 1], EXIF orientation applied."""
     if not data:
         raise DecodingError("the request body is empty; send an encoded image")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns on odd EXIF; the image itself may be fine
-            opened = Image.open(io.BytesIO(data))
+            # Pillow warns on odd EXIF (the image itself may be fine) and, between one and two times its
+            # own limit, with DecompressionBombWarning: the service's limit below is the one that counts.
+            warnings.simplefilter("ignore")
+            opened = _open(data)
             width, height = opened.size
             if width * height > max_pixels:
                 raise PayloadTooLargeError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
@@ -52,7 +89,7 @@ def decode_image(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
             return _to_model_channels(image, channels)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
         raise DecodingError(f"the body is not a decodable image ({type(error).__name__})") from error
-    except Image.DecompressionBombError as error:  # pragma: no cover - disabled above, kept as a guard
+    except Image.DecompressionBombError as error:  # a multi-frame reader's own check (see `_open`)
         raise PayloadTooLargeError("image exceeds the decoder's pixel limit") from error
 
 

@@ -1,5 +1,6 @@
 import base64
 import io
+import math
 from http import HTTPStatus
 
 import numpy as np
@@ -110,3 +111,39 @@ def test_denoise_model_reconstructs_only(client):
     refused = _post_image(client, "/v1/models/tiny-denoise/encode", png_bytes(8, 8))
     assert refused.status_code == HTTPStatus.CONFLICT
     assert refused.json()["error"]["code"] == "unsupported_operation"
+
+
+PILLOW_DEFAULT_LIMIT = 1024 * 1024 * 1024 // 4 // 3  # Image.MAX_IMAGE_PIXELS as Pillow ships it
+
+
+def _solid_png(width: int, height: int) -> bytes:
+    """A 1-bit single-colour PNG: cheap to write and tiny however many pixels it declares."""
+    out = io.BytesIO()
+    Image.new("1", (width, height), 1).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_the_service_leaves_pillows_global_guard_alone(client):
+    assert Image.MAX_IMAGE_PIXELS == PILLOW_DEFAULT_LIMIT
+
+
+def test_the_service_limit_not_pillows_decides_above_twice_pillows_limit():
+    from service.codecs.image import decode_image
+    from service.errors import PayloadTooLargeError
+
+    side = math.isqrt(2 * PILLOW_DEFAULT_LIMIT) + 1  # Image.open refuses this size outright
+    with pytest.raises(PayloadTooLargeError, match=f"{side}x{side} pixels exceeds the limit of 150000000"):
+        decode_image(_solid_png(side, side), channels=1, max_pixels=150_000_000)
+
+
+def test_images_above_pillows_limit_decode_within_the_service_limit(client, monkeypatch):
+    # Pillow's limit lowered for this test only, so that "above it" is cheap to send; the service's
+    # limit (600x600 in this client) is the one that answers.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    within = _post_image(client, "/v1/models/tiny-image/reconstruct", _solid_png(120, 90))
+    above = _post_image(client, "/v1/models/tiny-image/reconstruct", _solid_png(700, 700))
+    monkeypatch.undo()  # this test's own PNG reader needs Pillow's usual limit back
+    assert within.status_code == HTTPStatus.OK
+    assert decode_png(within.content).shape[:2] == (90, 120)
+    assert above.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert "700x700" in above.json()["error"]["message"]

@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from training.data import (
     ImageFolderDataset,
     collate,
     image_files,
+    load_image,
     normalization_spec,
     read_sequences,
     select_classes,
@@ -114,3 +116,14 @@ def test_grayscale_and_collate(tmp_path):
     assert batch["input"].shape == (2, 1, 16, 16)
     seq = collate([{"input": torch.ones(5, 1)}, {"input": torch.ones(2, 1)}])
     assert seq["input"].shape == (2, 5, 1) and seq["lengths"].tolist() == [5, 2]
+
+
+def test_image_loading_keeps_pillows_bomb_guard_after_the_service_is_imported(tmp_path):
+    import service.codecs.image
+    import service.main  # noqa: F401  (the whole service, its image codec included)
+
+    assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3  # as Pillow ships it
+    side = math.isqrt(2 * Image.MAX_IMAGE_PIXELS) + 1
+    Image.new("1", (side, side), 1).save(tmp_path / "bomb.png")  # 1-bit, one colour: a small file
+    with pytest.raises(Image.DecompressionBombError):
+        load_image(tmp_path / "bomb.png", channels=3)
