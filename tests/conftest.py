@@ -81,7 +81,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing = [str(p) for p in (FULL_BSDS, FULL_ECG) if not p.exists()]
     if not missing:
         return
-    skip = pytest.mark.skip(reason=f"full data sets not found ({', '.join(missing)}); set AE_DATASETS or run `make data`")
+    reason = f"full data sets not found ({', '.join(missing)}); set AE_DATASETS or run `make data`"
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if "full_data" in item.keywords:
             item.add_marker(skip)
