@@ -14,8 +14,8 @@ def test_fit_then_export_end_to_end(tmp_path, capsys):
     )
     assert main(["fit", str(config), "--set", "optim.batch_size=8", "--run-dir", str(run_dir), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["steps"] == 8 and summary["data"]["counts"]["unit"] == "series"
-    assert summary["data"]["counts"]["train"] > 0
+    assert summary["steps"] == 8 and summary["data"]["record"]["counts"]["unit"] == "series"
+    assert summary["data"]["record"]["counts"]["train"] > 0
     assert (
         main(
             [
