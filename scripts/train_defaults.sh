@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train and export the committed default models (reproduces models/*).
+# Train and export the committed default models and the seed examples (reproduces models/*).
 # Usage: scripts/train_defaults.sh [model ...]   (default: every model below)
 # The sequence, image-conv and image-denoise configs are CPU-sized (minutes each). The codec levels
 # are GPU-sized (no step limit that a CPU reaches): the committed ones came from scripts/gpu_train.sh
@@ -31,7 +31,7 @@ codec_ladder() {
   done
 }
 
-selected=("${@:-ecg-embed ecg-anomaly image-conv image-denoise image-codec}")
+selected=("${@:-ecg-embed ecg-anomaly image-conv image-denoise image-codec seed-conv seed-lstm}")
 for name in ${selected[@]}; do
   case $name in
     ecg-embed) train ecg-embed configs/ecg-embed.toml --task embed --max-length 2000 ;;
@@ -52,6 +52,9 @@ for name in ${selected[@]}; do
       "$AE_TRAIN" export runs/image-denoise-v2 --name image-denoise --models-dir "$MODELS_DIR" --task denoise
       ;;
     image-codec) codec_ladder ;;
+    # The seed's own designs, kept as small examples (each config has a 20-minute time budget).
+    seed-conv) train seed-conv configs/seed-conv.toml --task reconstruct ;;
+    seed-lstm) train seed-lstm configs/seed-lstm.toml --task embed --max-length 2000 ;;
     *) echo "unknown default model: $name" >&2; exit 2 ;;
   esac
 done
