@@ -19,8 +19,12 @@ class Settings(BaseSettings):
 
     # Model repository
     repository: Path = Path("models")
-    # A broken model is skipped with a logged reason; set true to refuse to start instead.
-    strict_models: bool = False
+    # A version the version policy names that fails to load is skipped with a logged reason, and
+    # /health/ready answers 503 while it is missing; true: the versions that loaded are enough to be
+    # ready (the failed ones are listed). An empty repository is never ready.
+    allow_partial: bool = False
+    # Removed (AE_ALLOW_PARTIAL replaces it): set at all, it stops start-up saying so, not silently ignored.
+    strict_models: Any = Field(default=None, exclude=True, description="removed: see allow_partial")
     # Which versions load (`service.policy`). Unset: the repository's policy.toml, or the built-in policy
     # (latest 1, codecs all) when it has none; a file named here must exist.
     version_policy: Path | None = Field(default=None, description="policy file instead of <repository>/policy.toml")
@@ -73,6 +77,16 @@ class Settings(BaseSettings):
     # workers with one ONNX Runtime thread each served 1.6x the images of one worker with two threads.
     workers: int = Field(default=0, ge=0, description="0: one per available core (at most 8)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("strict_models")
+    @classmethod
+    def _strict_models_removed(cls, value: Any) -> Any:
+        if value is None:  # not set
+            return value
+        raise ValueError(
+            "AE_STRICT_MODELS was removed: a model version that fails to load now keeps /health/ready at 503 "
+            "(the service starts and logs why); set AE_ALLOW_PARTIAL=true to serve the versions that loaded"
+        )
 
     @field_validator("api_keys", mode="before")
     @classmethod

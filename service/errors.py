@@ -85,6 +85,13 @@ class NotReadyError(ServiceError):
     code = "not_ready"
 
 
+class ModelUnavailableError(ServiceError):
+    """The addressed version (or the model's default version) failed to load; the reason is logged."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "model_unavailable"
+
+
 class OverloadedError(ServiceError):
     """The request queue is full; the client should retry later."""
 

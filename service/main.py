@@ -53,7 +53,14 @@ async def _load(state: ServiceState, metrics: ServiceMetrics, runner: PipelineRu
     _observe(metrics, state.repository)
     runner.start(state.repository)
     state.ready = True
-    logger.info("ready: %d model version(s) loaded", sum(len(v) for v in state.repository.models.values()))
+    loaded = sum(len(v) for v in state.repository.models.values())
+    if (readiness := state.readiness()) in ("ready", "partial"):
+        logger.info("%s: %d model version(s) loaded", readiness, loaded)
+    else:  # the reasons were logged as each version failed
+        failed = [failure.key for failure in state.repository.unserved()]
+        logger.error(
+            "not ready (%s): %d loaded, failed: %s (AE_ALLOW_PARTIAL serves the rest)", readiness, loaded, failed
+        )
 
 
 def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:

@@ -8,7 +8,9 @@ Loading, in order, for each version folder the policy names:
 2. check every graph file's sha256 against the manifest;
 3. create an ONNX Runtime session per graph and read back the providers in use;
 4. run one warm-up inference per graph (the first run allocates and, on GPU, compiles kernels).
-A failure skips that version with a logged reason, or stops start-up when `strict_models` is set.
+A failure skips that version: the reason goes to the log and to `GET /v1/models` (authenticated),
+and `/health/ready` answers 503 until it is fixed, unless `AE_ALLOW_PARTIAL` lets the rest serve.
+A failed default version never silently hands its requests to an older one (see `default_version`).
 """
 
 from __future__ import annotations
@@ -16,21 +18,45 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from service.codecs.bitstream import EntropyTables
 from service.config import Settings
 from service.engine import OnnxEngine
-from service.errors import NotFoundError, UnsupportedOperationError
+from service.errors import ModelUnavailableError, NotFoundError, ServiceError, UnsupportedOperationError
 from service.manifest import GRAPH_FOR_OPERATION, MANIFEST_FILE, Manifest, load_manifest, sha256_of
 from service.policy import POLICY_FILE, VersionPolicy, VersionPolicyError, VersionRule, load_policy
 
 logger = logging.getLogger(__name__)
 
 
+# What the repository says about serving: every version the policy names serves, some failed but
+# AE_ALLOW_PARTIAL lets the rest serve, some failed (not ready), or nothing serves at all.
+Health = Literal["ready", "partial", "failed", "no_models"]
+
+
 class ModelLoadError(RuntimeError):
     """A version folder that cannot be served, with the reason."""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A model or version the version policy named that failed to load.
+
+    `reason` may hold file names and exception text: it goes to the log and to the authenticated
+    `GET /v1/models`, never to the open `/health/ready`, which shows `key` only.
+    """
+
+    model: str
+    version: int | None  # None: the model as a whole (its rule loads none of the versions on disk)
+    reason: str
+
+    @property
+    def key(self) -> str:
+        """`NAME/VERSION`, or `NAME` for a failure of the whole model."""
+        return self.model if self.version is None else f"{self.model}/{self.version}"
 
 
 @dataclass
@@ -151,10 +177,14 @@ class ModelRepository:
     """The servable model versions by name and version, and the versions the policy leaves on disk."""
 
     models: dict[str, dict[int, LoadedModel]] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
+    # What failed to load, and the versions the policy set out to load (on disk) per model: the
+    # highest of those is the default, whether or not it loaded.
+    failures: list[LoadFailure] = field(default_factory=list)
+    chosen: dict[str, list[int]] = field(default_factory=dict)
     # Versions on disk that the version policy does not load, and the rule each model was loaded by.
     not_loaded: dict[str, list[int]] = field(default_factory=dict)
     rules: dict[str, VersionRule] = field(default_factory=dict)
+    allow_partial: bool = False
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRepository:
@@ -167,7 +197,9 @@ class ModelRepository:
         on_disk = {name: folders for name, folders in on_disk.items() if folders}
         for name in sorted(set(policy.models) - set(on_disk)):
             logger.warning("version policy names model %s, which is not in %s", name, root)
-        repo = cls()
+        if not on_disk:
+            logger.error("model repository %s holds no models: not ready", root)
+        repo = cls(allow_partial=settings.allow_partial)
         for name, folders in on_disk.items():
             repo._load_model(name, folders, policy, settings)
         return repo
@@ -176,14 +208,14 @@ class ModelRepository:
         rule = policy.rule_for(name, _task_of(folders))
         self.rules[name] = rule
         on_disk = [int(folder.name) for folder in folders]
-        chosen = rule.select(on_disk)
+        chosen = self.chosen[name] = rule.select(on_disk)
         if missing := rule.missing(on_disk):
             logger.warning("version policy of model %s (%s) names versions not on disk: %s", name, rule, missing)
         if skipped := [v for v in on_disk if v not in chosen]:
             self.not_loaded[name] = skipped
             logger.info("model %s: versions %s on disk are not loaded (version policy: %s)", name, skipped, rule)
         if not chosen:
-            self._fail(name, f"version policy ({rule}) loads none of the versions on disk {on_disk}", settings)
+            self._fail(LoadFailure(name, None, f"version policy ({rule}) loads none of the versions on disk {on_disk}"))
         for folder in folders:
             if int(folder.name) in chosen:
                 self._load_version(folder, settings)
@@ -193,37 +225,78 @@ class ModelRepository:
         try:
             model = load_version(folder, settings)
         except ModelLoadError as error:
-            self._fail(key, str(error), settings)
+            self._fail(LoadFailure(folder.parent.name, int(folder.name), str(error)))
             return
         self.models.setdefault(model.manifest.name, {})[model.manifest.version] = model
         logger.info("loaded model %s (task %s) on %s", key, model.manifest.task, model.providers)
 
-    def _fail(self, key: str, reason: str, settings: Settings) -> None:
-        """A model or version that cannot be served: stop start-up when strict, else skip it with the reason."""
-        if settings.strict_models:
-            raise ModelLoadError(f"{key}: {reason}")
-        logger.error("skipping model %s: %s", key, reason)
-        self.failures[key] = reason
+    def _fail(self, failure: LoadFailure) -> None:
+        logger.error("model %s failed to load, not serving it: %s", failure.key, failure.reason)
+        self.failures.append(failure)
+
+    def unserved(self) -> list[LoadFailure]:
+        """The failures that leave a policy-named version without anything serving it.
+
+        A reload (not built yet) that fails for a version already serving would record its failure
+        in `failures` while the old version stays in `models`: it is not unserved, so readiness and
+        the default version stay as they were.
+        """
+        return [f for f in self.failures if f.version is None or f.version not in self.models.get(f.model, {})]
+
+    def health(self) -> Health:
+        """`ready`, `partial` (failures, allowed), or why not: `failed`, or `no_models` loaded at all."""
+        unserved = self.unserved()
+        if unserved and not self.allow_partial:
+            return "failed"
+        if not self.models:
+            return "no_models"
+        return "partial" if unserved else "ready"
+
+    def default_version(self, name: str) -> int | None:
+        """The version a request without one gets: the highest the policy loads, if it loaded.
+
+        When that one failed, no older version takes its place silently: None (requests without a
+        version are 503) unless AE_ALLOW_PARTIAL, then the highest version that did load.
+        """
+        loaded = self.models.get(name, {})
+        chosen = self.chosen.get(name, [])
+        if chosen and max(chosen) in loaded:
+            return max(chosen)
+        return max(loaded) if loaded and self.allow_partial else None
+
+    def failed_versions(self, name: str) -> list[int]:
+        """The versions of `name` the policy named that are not serving because they failed."""
+        return sorted({f.version for f in self.unserved() if f.model == name and f.version is not None})
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
-        """A model by name; the highest version unless one is given. 404 when unknown or not loaded."""
-        versions = self.models.get(name)
-        not_loaded = self.not_loaded.get(name, [])
-        if not versions:
-            if not_loaded:
-                raise NotFoundError(f"model {name!r} exists, but the version policy loads none of its versions")
-            raise NotFoundError(f"unknown model {name!r}; see GET /v1/models")
-        if version is None:
-            return versions[max(versions)]
-        if version not in versions:
-            known = ", ".join(str(v) for v in sorted(versions))
-            if version in not_loaded:
-                raise NotFoundError(
-                    f"model {name!r} version {version} exists, but the version policy does not load it; "
-                    f"loaded versions: {known}"
-                )
-            raise NotFoundError(f"model {name!r} has no version {version}; versions: {known}")
-        return versions[version]
+        """A model by name, the default version unless one is given; 404 unknown, 503 failed to load."""
+        versions = self.models.get(name, {})
+        wanted = self.default_version(name) if version is None else version
+        if wanted is not None and wanted in versions:
+            return versions[wanted]
+        raise self._not_served(name, version)
+
+    def _not_served(self, name: str, version: int | None) -> ServiceError:
+        versions = self.models.get(name, {})
+        known = ", ".join(str(v) for v in sorted(versions)) or "none"
+        failed = self.failed_versions(name)
+        if not versions and not failed:
+            if self.not_loaded.get(name):
+                return NotFoundError(f"model {name!r} exists, but the version policy loads none of its versions")
+            return NotFoundError(f"unknown model {name!r}; see GET /v1/models")
+        if version is None:  # then the default failed (failed_versions says which, GET /v1/models why)
+            default = max(self.chosen[name])
+            return ModelUnavailableError(
+                f"model {name!r}: its default version {default} failed to load; loaded versions: {known}"
+            )
+        if version in failed:
+            return ModelUnavailableError(f"model {name!r} version {version} failed to load; loaded versions: {known}")
+        if version in self.not_loaded.get(name, []):
+            return NotFoundError(
+                f"model {name!r} version {version} exists, but the version policy does not load it; "
+                f"loaded versions: {known}"
+            )
+        return NotFoundError(f"model {name!r} has no version {version}; versions: {known}")
 
 
 def _policy(settings: Settings) -> VersionPolicy:

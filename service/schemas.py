@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -29,11 +29,27 @@ class LiveResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    """Models loaded and warmed (503 with the same body until then)."""
+    """Models loaded and warmed (503 with the same body while not ready).
+
+    Names only: the reasons are in the log and in `GET /v1/models`.
+    """
 
     ready: bool
-    models: int
-    failures: dict[str, str] = Field(default_factory=dict, description="model/version -> why it was skipped")
+    status: Literal["ready", "partial", "failed", "no_models", "loading", "stopping"] = Field(
+        description="`partial`: some versions failed and AE_ALLOW_PARTIAL lets the rest serve"
+    )
+    models: int = Field(description="model versions loaded")
+    failed: list[str] = Field(
+        default_factory=list, description="`model/version` (or `model`) that failed to load", examples=[["seq/3"]]
+    )
+
+
+class LoadFailureInfo(BaseModel):
+    """A model version the version policy names that failed to load, and why."""
+
+    model: str
+    version: int | None = Field(description="null: the model as a whole (its rule loads none of its versions)")
+    reason: str
 
 
 class ModelVersionInfo(BaseModel):
@@ -54,7 +70,10 @@ class ModelInfo(BaseModel):
     """A model, its loaded versions and those the version policy leaves on disk; the highest loaded is the default."""
 
     name: str
-    default_version: int
+    default_version: int | None = Field(
+        description="what requests without a version get: the highest version the policy loads; when it failed "
+        "to load, null (those requests are 503) unless AE_ALLOW_PARTIAL, then the highest that loaded"
+    )
     versions: list[ModelVersionInfo] = Field(description="the loaded versions: the ones requests can address")
     version_policy: str = Field(
         description="the rule that chose them: `latest N`, `all` or `specific [...]`", examples=["latest 1"]
@@ -62,12 +81,16 @@ class ModelInfo(BaseModel):
     not_loaded_versions: list[int] = Field(
         default_factory=list, description="versions on disk that the version policy does not load (404 if addressed)"
     )
+    failed_versions: list[int] = Field(
+        default_factory=list, description="versions the policy names that failed to load (503 if addressed)"
+    )
 
 
 class ModelsResponse(BaseModel):
-    """Every loaded model."""
+    """Every model with a loaded version, and what failed to load (with the reasons)."""
 
     models: list[ModelInfo]
+    failures: list[LoadFailureInfo] = Field(default_factory=list)
 
 
 class LatentResponse(BaseModel):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from service.config import Settings
-from service.repository import ModelRepository
+from service.repository import Health, ModelRepository
+
+Readiness = Health | Literal["loading", "stopping"]
 
 
 @dataclass
@@ -16,3 +19,15 @@ class ServiceState:
     repository: ModelRepository | None = None
     ready: bool = False
     load_error: str | None = None
+
+    def readiness(self) -> Readiness:
+        """What `/health/ready` reports; only `ready` and `partial` (AE_ALLOW_PARTIAL) are ready.
+
+        Readiness is for routing traffic: while it is `failed`, the versions that did load still
+        answer requests addressed to them.
+        """
+        if self.repository is None:
+            return "loading"
+        if not self.ready:
+            return "stopping"
+        return self.repository.health()

@@ -37,7 +37,11 @@ _ERRORS = {
         (415, "unsupported media type"),
         (422, "invalid values: NaN or Inf, ragged or empty series, wrong feature count or latent shape"),
         (401, "API keys are configured and the request carries no valid bearer key"),
-        (503, "models loading, the service shutting down, or the model's queue full (`overloaded`)"),
+        (
+            503,
+            "models loading, the service shutting down, the model's queue full (`overloaded`), or the version "
+            "(or the model's default version) failed to load (`model_unavailable`)",
+        ),
         (504, "the request ran longer than the configured timeout"),
     )
 }

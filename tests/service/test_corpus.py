@@ -30,7 +30,9 @@ TARGETS = Targets(
 
 @pytest.fixture(scope="module")
 def default_client():
-    with TestClient(create_app(service_settings(Path(MODELS), strict_models=True, version_policy=None))) as client:
+    with TestClient(create_app(service_settings(Path(MODELS), version_policy=None))) as client:
+        # Ready: every committed version the policy names loaded.
+        assert client.get("/health/ready").status_code == HTTPStatus.OK
         yield client
 
 

@@ -4,9 +4,10 @@ from http import HTTPStatus
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from service.config import Settings
 from service.main import create_app
-from service.repository import ModelLoadError
 from tests.service.conftest import service_settings
 
 
@@ -14,7 +15,7 @@ def test_live_and_ready(client):
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == HTTPStatus.OK
-    assert ready.json() == {"ready": True, "models": 5, "failures": {}}
+    assert ready.json() == {"ready": True, "status": "ready", "models": 5, "failed": []}
 
 
 def test_list_and_describe_models(client):
@@ -58,22 +59,22 @@ def test_a_broken_model_is_skipped_with_its_reason(tiny_models, tmp_path):
     (repo / "tiny-image/1/decoder.onnx").write_bytes(b"tampered")
     manifest = repo / "tiny-denoise/1/model.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "dance"}))
-    with TestClient(create_app(service_settings(repo))) as client:
+    with TestClient(create_app(service_settings(repo, allow_partial=True))) as client:
         ready = client.get("/health/ready").json()
-        assert ready["ready"] is True and ready["models"] == 3
-        assert "sha256" in ready["failures"]["tiny-image/1"]
-        assert "invalid model.json" in ready["failures"]["tiny-denoise/1"]
-        assert client.post("/v1/models/tiny-image/reconstruct").status_code == HTTPStatus.NOT_FOUND
+        assert ready == {"ready": True, "status": "partial", "models": 3, "failed": ["tiny-denoise/1", "tiny-image/1"]}
+        reasons = {(f["model"], f["version"]): f["reason"] for f in client.get("/v1/models").json()["failures"]}
+        assert "sha256" in reasons["tiny-image", 1]
+        assert "invalid model.json" in reasons["tiny-denoise", 1]
+        response = client.post("/v1/models/tiny-image/reconstruct")
+        assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert response.json()["error"]["code"] == "model_unavailable"
 
 
-def test_strict_mode_refuses_to_start(tiny_models, tmp_path):
-    repo = _copy_repo(tiny_models, tmp_path)
-    (repo / "tiny-seq/2/encoder.onnx").unlink()
-    with (
-        pytest.raises(ModelLoadError, match=r"missing graph file encoder\.onnx"),
-        TestClient(create_app(service_settings(repo, strict_models=True))),
-    ):
-        pass
+@pytest.mark.parametrize("value", [pytest.param("true", id="true"), pytest.param("false", id="false")])
+def test_the_removed_strict_models_setting_stops_start_up_naming_its_replacement(monkeypatch, value):
+    monkeypatch.setenv("AE_STRICT_MODELS", value)
+    with pytest.raises(ValidationError, match=r"AE_STRICT_MODELS was removed.*AE_ALLOW_PARTIAL=true"):
+        Settings()
 
 
 def test_not_ready_is_503_and_shutdown_clears_readiness(tiny_models):

@@ -163,7 +163,7 @@ def _loaded(repository: ModelRepository) -> dict[str, list[int]]:
 
 
 def test_the_service_loads_only_the_versions_the_policy_names(client):
-    assert client.get("/health/ready").json() == {"ready": True, "models": 6, "failures": {}}
+    assert client.get("/health/ready").json() == {"ready": True, "status": "ready", "models": 6, "failed": []}
     repository = client.app.state.service.repository
     assert _loaded(repository) == {"tiny-codec": [1, 2], "tiny-denoise": [1], "tiny-image": [1, 3], "tiny-seq": [2]}
     assert repository.not_loaded == {"tiny-image": [2], "tiny-seq": [1]}
@@ -252,10 +252,11 @@ def test_a_missing_named_policy_stops_start_up(repo, tmp_path):
 def test_a_policy_that_loads_none_of_a_models_versions_is_a_failure(repo, tmp_path):
     policy = _policy_file(tmp_path, "[models.tiny-denoise]\nspecific = [4]\n")
     with TestClient(create_app(service_settings(repo, version_policy=policy))) as client:
-        failures = client.get("/health/ready").json()["failures"]
-        assert failures == {"tiny-denoise": "version policy (specific [4]) loads none of the versions on disk [1]"}
+        ready = client.get("/health/ready")
+        assert ready.status_code == HTTPStatus.SERVICE_UNAVAILABLE and ready.json()["failed"] == ["tiny-denoise"]
+        failures = client.get("/v1/models").json()["failures"]
+        reason = "version policy (specific [4]) loads none of the versions on disk [1]"
+        assert failures == [{"model": "tiny-denoise", "version": None, "reason": reason}]
         response = client.post("/v1/models/tiny-denoise/reconstruct")
         assert response.status_code == HTTPStatus.NOT_FOUND
         assert "exists, but the version policy loads none of its versions" in response.json()["error"]["message"]
-    with pytest.raises(ModelLoadError, match="tiny-denoise: version policy"):
-        ModelRepository.load(service_settings(repo, version_policy=policy, strict_models=True))

@@ -21,14 +21,20 @@ async def live() -> LiveResponse:
     "/ready",
     response_model=ReadyResponse,
     summary="Models loaded and warmed",
-    responses={503: {"model": ReadyResponse, "description": "loading, failed, or shutting down"}},
+    responses={503: {"model": ReadyResponse, "description": "loading, a version failed, no models, or shutting down"}},
 )
 async def ready(state: StateDep) -> JSONResponse:
-    """200 once every model is loaded and warmed; 503 before that and once shutdown begins."""
+    """200 once every version the policy names is loaded and warmed (AE_ALLOW_PARTIAL: those that loaded).
+
+    503 before that, while a version failed, with no models at all, and once shutdown begins. The route
+    is open by default, so it names the failed versions only: the reasons are on `GET /v1/models`.
+    """
     repository = state.repository
+    status = state.readiness()
     body = ReadyResponse(
-        ready=state.ready,
+        ready=status in ("ready", "partial"),
+        status=status,
         models=sum(len(v) for v in repository.models.values()) if repository else 0,
-        failures=repository.failures if repository else ({"repository": state.load_error} if state.load_error else {}),
+        failed=[failure.key for failure in repository.unserved()] if repository else [],
     )
-    return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from service.api.deps import RepositoryDep
 from service.repository import LoadedModel, ModelRepository
-from service.schemas import ErrorResponse, ModelInfo, ModelsResponse, ModelVersionInfo
+from service.schemas import ErrorResponse, LoadFailureInfo, ModelInfo, ModelsResponse, ModelVersionInfo
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -36,26 +36,31 @@ def _model_info(name: str, repository: ModelRepository) -> ModelInfo:
     versions = repository.models[name]
     return ModelInfo(
         name=name,
-        default_version=max(versions),
+        default_version=repository.default_version(name),
         versions=[_version_info(versions[v]) for v in sorted(versions)],
         version_policy=str(repository.rules[name]),
         not_loaded_versions=repository.not_loaded.get(name, []),
+        failed_versions=repository.failed_versions(name),
     )
 
 
 @router.get("", response_model=ModelsResponse, summary="List models")
 async def list_models(repository: RepositoryDep) -> ModelsResponse:
-    """Every loaded model: loaded versions (task, specs, operations, providers) and versions not loaded."""
-    return ModelsResponse(models=[_model_info(name, repository) for name in sorted(repository.models)])
+    """Every loaded model (versions, specs, operations, providers, versions left out); failures and reasons."""
+    return ModelsResponse(
+        models=[_model_info(name, repository) for name in sorted(repository.models)],
+        failures=[LoadFailureInfo(model=f.model, version=f.version, reason=f.reason) for f in repository.failures],
+    )
 
 
 @router.get(
     "/{name}",
     response_model=ModelInfo,
     summary="Describe one model",
-    responses={404: {"model": ErrorResponse}},
+    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 async def get_model_info(name: str, repository: RepositoryDep) -> ModelInfo:
-    """One model: its loaded versions and those the version policy leaves on disk."""
-    repository.get(name)  # 404 for an unknown name
+    """One model: its loaded versions, those the version policy leaves on disk and those that failed."""
+    if name not in repository.models:
+        repository.get(name)  # raises: 404 for an unknown name, 503 when every version failed
     return _model_info(name, repository)
