@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +12,9 @@ import uvicorn
 
 from service.config import Settings
 from service.logs import configure_logging
+from service.memory_budget import available_memory, derived_max_image_pixels
+
+logger = logging.getLogger(__name__)
 
 
 def prepare_workers(settings: Settings) -> None:
@@ -30,6 +34,22 @@ def prepare_workers(settings: Settings) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     for stale in Path(folder).glob("*.db"):
         stale.unlink()
+
+
+def export_pixel_limit(workers: int) -> None:
+    """Derive `AE_MAX_IMAGE_PIXELS` once, unless it is set, so every worker gets the same limit; log it."""
+    if "AE_MAX_IMAGE_PIXELS" in os.environ:
+        logger.info("AE_MAX_IMAGE_PIXELS=%s (set)", os.environ["AE_MAX_IMAGE_PIXELS"])
+        return
+    available = available_memory()
+    pixels = derived_max_image_pixels(available, workers)
+    os.environ["AE_MAX_IMAGE_PIXELS"] = str(pixels)
+    logger.info(
+        "AE_MAX_IMAGE_PIXELS=%d (derived: %s MB available, %d workers; see service/memory_budget.py)",
+        pixels,
+        "unknown" if available is None else available // (1024 * 1024),
+        workers,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     if workers > 1:
         prepare_workers(defaults)
     configure_logging(args.log_level)
+    export_pixel_limit(workers)
     # The service writes its own JSON access line per request (with the request id); uvicorn's is off.
     uvicorn.run(
         "service.main:app",

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.memory_budget import available_memory, derived_max_image_pixels
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
@@ -95,6 +97,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _derive_pixel_limit(self) -> Settings:
+        # Unset: the largest image one run of the steepest committed graph can take in this worker's
+        # share of the memory available now (service.memory_budget). `ae-serve` derives it once and
+        # exports it to its workers.
+        if "max_image_pixels" not in self.model_fields_set:
+            self.max_image_pixels = derived_max_image_pixels(available_memory(), self.resolved_workers())
+        return self
 
     def intra_op_threads_for(self, input_kind: str) -> int:
         """Intra-op threads of a session for a model taking `input_kind` ("image" or "sequence")."""

@@ -6,6 +6,7 @@ session really uses are read back from it and reported, never assumed from the r
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,25 @@ _OPTIMIZATION = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+# After a run whose inputs and outputs hold this many bytes (a ~600 x 600 RGB float image) the process
+# calls malloc_trim: glibc keeps a large run's freed activations otherwise (image-denoise v3 at
+# 1536 x 1536 left 337 MB above warm without it, 67 MB with it). The trim took 2 ms after a 512 x 512
+# image-conv run (111 ms) and 0.4 ms after a 256 x 256 one, so small runs skip it.
+TRIM_AFTER_BYTES = 4 * 1024 * 1024
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """The C library's `malloc_trim(0)` (freed heap pages back to the OS); a no-op off glibc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+_release_freed_memory = _malloc_trim()
 
 
 # Providers that were asked for and silently not granted (e.g. CUDA without its libraries). Remembered
@@ -47,6 +67,12 @@ class OnnxEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = settings.inter_op_threads
         options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
+        # No CPU arena: it keeps each graph's peak for the life of the process, one arena per graph, so
+        # one 1 x 262144 codec stream left ~4.8 GB held while idle. Measured (bench.memory, docs/
+        # benchmarks.md "Memory"): without it RSS returns to its warm level after a large run (with the
+        # trim below) and the peak is lower (image-conv at 2048 x 2048: 775 MB vs 1133 MB); 256 x 256
+        # latency did not change beyond noise. The memory pattern stays on: turning it off cost ~50%.
+        options.enable_cpu_mem_arena = False
         if not settings.thread_spinning:
             # Idle intra-op threads otherwise busy-wait for work, taking cores from other workers.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -66,6 +92,8 @@ class OnnxEngine:
         """Run the graph; outputs by name."""
         started = time.perf_counter()
         outputs = self.session.run(self.output_names, feeds)
+        if sum(a.nbytes for a in feeds.values()) + sum(a.nbytes for a in outputs) >= TRIM_AFTER_BYTES:
+            _release_freed_memory()
         if self.on_run is not None:
             self.on_run(time.perf_counter() - started, len(next(iter(feeds.values()))))
         return dict(zip(self.output_names, outputs, strict=True))
