@@ -124,7 +124,9 @@ def _image_cases(m: str, t: Targets) -> list[Case]:
         Case("garbage-as-png", p, b"this is not an image" * 10, PNG, 400, "undecodable_body"),
         Case("png-claims-100000x100000", p, png_claiming(100_000, 100_000), PNG, 413, "payload_too_large"),
         Case("1x1", p, image_bytes(noise(1, 1)), PNG, 200),
-        Case("1x100000", p, image_bytes(noise(1, 100_000)), PNG, 200),
+        # A strip runs padded to the stride: a side is capped (AE_MAX_IMAGE_SIDE, 16384 by default).
+        Case("1x16384", p, image_bytes(noise(1, 16_384)), PNG, 200),
+        Case("1x100000", p, image_bytes(noise(1, 100_000)), PNG, 413, "payload_too_large"),
         Case("cmyk-jpeg", p, image_bytes(noise(20, 30, 4), "JPEG", mode="CMYK"), "image/jpeg", 200),
         Case("16-bit-png", p, image_bytes(np.full((20, 30), 50000, np.uint16)), PNG, 200),
         Case("animated-gif", p, animated_gif(), "image/gif", 200),

@@ -13,7 +13,8 @@ import numpy as np
 from service.codecs.bitstream import Header, pack, unpack
 from service.codecs.image import encode_image
 from service.config import Settings
-from service.errors import DecodingError, PayloadTooLargeError
+from service.errors import DecodingError
+from service.limits import SizeLimits, check_run_size
 from service.pipelines import Feeds, Prepared, image_spec, prepare_image
 from service.repository import LoadedModel
 
@@ -60,9 +61,9 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
         raise DecodingError(f"stream was made by {header.name}/{header.version}, not {m.name}/{m.version}")
     if header.table_hash != model.tables.hash:
         raise DecodingError("stream was coded with other probability tables than this model's")
-    if header.height * header.width > settings.max_image_pixels:
-        raise PayloadTooLargeError(f"stream declares {header.height}x{header.width} pixels, over the limit")
+    # From the header alone, before a symbol is decoded: the payload may be tiny whatever size it declares.
     f = image_spec(model).stride_multiple
+    check_run_size("stream declaring", header.height, header.width, f, SizeLimits.from_settings(settings))
     latent = model.tables.decode(payload, -(-header.height // f), -(-header.width // f))
     return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width))
 

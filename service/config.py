@@ -46,7 +46,14 @@ class Settings(BaseSettings):
 
     # Limits
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    # Counted on the size the graph runs on: the image padded to the model's stride multiple (8 or 16),
+    # so a 1 x W image counts as 16 x W. Latents count as the image they decode to, streams as the size
+    # their header declares, padded the same way.
     max_image_pixels: int = Field(default=16_777_216, ge=1, description="width * height (4096 x 4096)")
+    # Each padded side is capped too: without it a strip one stride thin (16 x 65536 is only 1 Mpx)
+    # reaches the graph, whose per-row buffers and run time grow with the side. 16384 holds any WebP
+    # (16383 at most) and the widest camera frames; a 1024 x 16384 panorama still fits.
+    max_image_side: int = Field(default=16_384, ge=1, description="cap on each padded side (height, width)")
     max_batch_sequences: int = Field(default=256, ge=1)
 
     max_sequence_length: int = Field(default=100_000, ge=1, description="cap on top of each model's own limit")

@@ -18,7 +18,8 @@ import numpy as np
 from service.codecs.image import check_fixed_size, decode_image, encode_image, pad_to_multiple
 from service.codecs.sequence import denormalize, normalize, pad_batch, parse_sequences
 from service.config import Settings
-from service.errors import InvalidInputError, PayloadTooLargeError
+from service.errors import InvalidInputError
+from service.limits import SizeLimits, check_run_size
 from service.manifest import ImageInputSpec, SequenceInputSpec
 from service.repository import LoadedModel
 
@@ -64,7 +65,7 @@ def run_direct(model: LoadedModel, operation: str, prepared: Prepared, finish: C
 def prepare_image(model: LoadedModel, data: bytes, settings: Settings) -> Prepared:
     """Decode, check and pad an image; the key is the padded size."""
     spec = image_spec(model)
-    image = decode_image(data, spec.channels, settings.max_image_pixels)
+    image = decode_image(data, spec.channels, SizeLimits.from_settings(settings), spec.stride_multiple)
     check_fixed_size(image, spec.fixed_size)
     batch = pad_to_multiple(image[None], spec.stride_multiple)
     return Prepared(batch.shape[-2:], {"image": batch}, (image.shape[1], image.shape[2]))
@@ -81,23 +82,40 @@ def finish_latent(outputs: Feeds, size: tuple[int, int]) -> tuple[np.ndarray, tu
     return outputs["latent"][0], size
 
 
+def check_latent_shape(model: LoadedModel, shape: tuple[int, ...], settings: Settings) -> tuple[int, int]:
+    """The (height, width) of the image a latent of `shape` decodes to, which the graph runs on.
+
+    422 when the shape does not fit the model's latent spec, 413 when that image is over the limits.
+    Parsing calls it on the declared shape, before the latent's data is decoded.
+    """
+    expected = model.manifest.latent
+    if len(shape) == len(expected.shape) + 1 and shape[0] == 1:
+        shape = shape[1:]  # a batch of one is accepted too
+    fixed = [d for d in expected.shape if isinstance(d, int)]
+    if len(shape) != len(expected.shape) or list(shape[: len(fixed)]) != fixed or min(shape, default=0) < 1:
+        raise InvalidInputError(f"latent shape {list(shape)} does not match {expected.shape}")
+    spec = image_spec(model)
+    f = spec.stride_multiple
+    full = (shape[1] * f, shape[2] * f) if expected.kind == "spatial" else spec.fixed_size
+    assert full is not None
+    what = f"latent of shape {list(shape)} decodes to an image of"
+    check_run_size(what, full[0], full[1], f, SizeLimits.from_settings(settings))
+    return full
+
+
 def prepare_latent(
     model: LoadedModel, latent: np.ndarray, size: tuple[int, int] | None, settings: Settings
 ) -> Prepared:
-    """Check a latent against the model's latent spec and the pixel limit; the key is its shape."""
-    expected = model.manifest.latent
-    if latent.ndim == len(expected.shape) + 1 and latent.shape[0] == 1:
-        latent = latent[0]  # a batch of one is accepted too
-    fixed = [d for d in expected.shape if isinstance(d, int)]
-    if latent.ndim != len(expected.shape) or list(latent.shape[: len(fixed)]) != fixed:
-        raise InvalidInputError(f"latent shape {list(latent.shape)} does not match {expected.shape}")
+    """Check a latent against the model's latent spec and the size limits; the key is its shape.
+
+    A declared `size` must pad to exactly the image the latent decodes to, which the limits were checked on.
+    """
+    full = check_latent_shape(model, latent.shape, settings)
+    if latent.ndim == len(model.manifest.latent.shape) + 1:
+        latent = latent[0]  # a batch of one
     if not np.isfinite(latent).all():
         raise InvalidInputError("latent holds NaN or Inf")
     f = image_spec(model).stride_multiple
-    full = (latent.shape[1] * f, latent.shape[2] * f) if expected.kind == "spatial" else image_spec(model).fixed_size
-    assert full is not None
-    if full[0] * full[1] > settings.max_image_pixels:
-        raise PayloadTooLargeError("the decoded image would exceed the pixel limit")
     if size is not None and not (
         0 < size[0] <= full[0] and 0 < size[1] <= full[1] and full[0] - size[0] < f and full[1] - size[1] < f
     ):

@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import read_body
 from service.codecs.json_body import parse_json
-from service.codecs.latent import NPY_MIME, latent_from_json, latent_from_npy
+from service.codecs.latent import NPY_MIME, ShapeCheck, latent_from_json, latent_from_npy
 from service.config import Settings
 from service.errors import DecodingError, InvalidInputError, UnsupportedMediaTypeError
 
@@ -80,12 +80,18 @@ def _size_from_json(payload: dict[str, Any]) -> tuple[int, int] | None:
     return size[0], size[1]
 
 
-async def latent_body(request: Request, settings: Settings) -> tuple[Any, tuple[int, int] | None]:
-    """(latent array, optional original size) from JSON or `.npy` (size then from X-Image-* headers)."""
+async def latent_body(
+    request: Request, settings: Settings, check_shape: ShapeCheck
+) -> tuple[Any, tuple[int, int] | None]:
+    """(latent array, optional original size) from JSON or `.npy` (size then from X-Image-* headers).
+
+    `check_shape` sees the declared shape before the latent's data is decoded.
+    """
     kind = media_type(request)
     if kind == NPY_MIME:
-        return latent_from_npy(await read_body(request, settings.max_body_bytes)), _size_from_headers(request)
+        data = await read_body(request, settings.max_body_bytes)
+        return latent_from_npy(data, check_shape), _size_from_headers(request)
     if kind == "application/json":
         payload = parse_json(await read_body(request, settings.max_body_bytes))
-        return latent_from_json(payload), _size_from_json(payload) if isinstance(payload, dict) else None
+        return latent_from_json(payload, check_shape), _size_from_json(payload) if isinstance(payload, dict) else None
     raise UnsupportedMediaTypeError(f"send the latent as application/json or {NPY_MIME}; got {kind or 'none'}")

@@ -1,9 +1,10 @@
 """Images <-> arrays: decode any common format to the model's channels, encode the answer, pad and crop.
 
-Decoding is defensive: the pixel count is read from the header and checked before any pixel is
-decoded (so a decompression bomb costs nothing), and every Pillow failure becomes a DecodingError.
+Decoding is defensive: the size is read from the header and checked before any pixel is decoded
+(so a decompression bomb costs nothing), and every Pillow failure becomes a DecodingError.
 
-The limit is the service's own (`AE_MAX_IMAGE_PIXELS`), applied per call. Pillow's process-wide
+The limits are the service's own (`AE_MAX_IMAGE_PIXELS`, `AE_MAX_IMAGE_SIDE`), applied per call to the
+size the model runs the image at, padded to its stride multiple (`service.limits`). Pillow's process-wide
 guard (`Image.MAX_IMAGE_PIXELS`) is left as it is for every other importer, training included; an
 image above it that the service's limit allows is opened by its format's reader directly (see
 `_open`), never by changing that global, which other threads read at the same time.
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import DecodingError, InvalidInputError, NotAcceptableError, PayloadTooLargeError
+from service.limits import SizeLimits, check_run_size
 
 # Response formats by MIME type -> Pillow format name.
 OUTPUT_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
@@ -71,8 +73,13 @@ def _open(data: bytes) -> Image.Image:
         return _open_with_format_reader(data)
 
 
-def decode_image(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
-    """Encoded image bytes -> (C, H, W) float32 in [0, 1], EXIF orientation applied."""
+def decode_image(data: bytes, channels: int, limits: SizeLimits, multiple: int = 1) -> np.ndarray:
+    """Encoded image bytes -> (C, H, W) float32 in [0, 1], EXIF orientation applied.
+
+    413 from the header alone when the image, padded to `multiple` (the model's stride), is over `limits`.
+    An EXIF rotation swaps height and width, which changes neither the padded pixel count nor the longest
+    padded side.
+    """
     if not data:
         raise DecodingError("the request body is empty; send an encoded image")
     try:
@@ -82,8 +89,7 @@ def decode_image(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("ignore")
             opened = _open(data)
             width, height = opened.size
-            if width * height > max_pixels:
-                raise PayloadTooLargeError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+            check_run_size("image of", height, width, multiple, limits)
             opened.seek(0)  # first frame of an animation
             image = ImageOps.exif_transpose(opened)
             return _to_model_channels(image, channels)

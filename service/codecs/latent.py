@@ -1,17 +1,33 @@
-"""Latents <-> bytes: JSON (`{"shape", "dtype", "data": base64 little-endian}`) or `.npy`."""
+"""Latents <-> bytes: JSON (`{"shape", "dtype", "data": base64 little-endian}`) or `.npy`.
+
+Parsing reads the declared shape and dtype first and hands the shape to the caller's `check_shape`
+(the model's latent spec and size limits) before the data is decoded, and the data must hold exactly
+what the shape declares: no array is ever sized from a declaration alone. (`np.load` allocates the
+shape a `.npy` header declares before reading a byte of data, so it is not used on request bodies.)
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import io
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from service.errors import DecodingError, InvalidInputError
 
 NPY_MIME = "application/x-npy"
+ShapeCheck = Callable[[tuple[int, ...]], object]  # raises to refuse the shape
+# Float widths a `.npy` latent may use; it is converted to float32.
+_NPY_FLOAT_SIZES = (2, 4, 8)
+
+
+def _no_check(shape: tuple[int, ...]) -> None:
+    return None
 
 
 def latent_to_json(latent: np.ndarray) -> dict[str, Any]:
@@ -31,8 +47,8 @@ def latent_to_npy(latent: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def latent_from_json(payload: Any) -> np.ndarray:
-    """Parse the JSON form; shape and byte count must agree."""
+def latent_from_json(payload: Any, check_shape: ShapeCheck = _no_check) -> np.ndarray:
+    """Parse the JSON form; the shape is checked before the data is decoded; shape and byte count must agree."""
     if not isinstance(payload, dict):
         raise InvalidInputError("latent must be an object with shape, dtype and data")
     shape, dtype, data = payload.get("shape"), payload.get("dtype", "float32"), payload.get("data")
@@ -40,24 +56,50 @@ def latent_from_json(payload: Any) -> np.ndarray:
         raise InvalidInputError(f"latent dtype must be float32, got {dtype!r}")
     if not (isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape) and shape):
         raise InvalidInputError("latent shape must be a non-empty list of positive integers")
+    check_shape(tuple(shape))
     if not isinstance(data, str):
         raise InvalidInputError("latent data must be a base64 string")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as error:
         raise DecodingError("latent data is not valid base64") from error
-    expected = int(np.prod(shape)) * 4
+    expected = math.prod(shape) * 4  # Python integers: np.prod wraps around on a huge declared shape
     if len(raw) != expected:
         raise InvalidInputError(f"latent data holds {len(raw)} bytes; shape {shape} needs {expected}")
     return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
 
 
-def latent_from_npy(data: bytes) -> np.ndarray:
-    """Parse `.npy` bytes (no pickles: object arrays are refused)."""
+def _npy_header(stream: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """(shape, Fortran order, dtype) from a `.npy` header; the stream is left at the data."""
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            return npy_format.read_array_header_1_0(stream)
+        if version == (2, 0):
+            return npy_format.read_array_header_2_0(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
         raise DecodingError("the body is not a valid .npy file") from error
-    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-        raise InvalidInputError("the .npy latent must hold floating-point values")
+    raise DecodingError(f".npy format version {version[0]}.{version[1]} is not supported; send 1.0 or 2.0")
+
+
+def latent_from_npy(data: bytes, check_shape: ShapeCheck = _no_check) -> np.ndarray:
+    """Parse `.npy` bytes: header checked (dtype, shape, then `check_shape`) before the data is read.
+
+    No pickles: only plain float arrays are accepted.
+    """
+    stream = io.BytesIO(data)
+    shape, fortran_order, dtype = _npy_header(stream)
+    if dtype.hasobject:  # what np.load(allow_pickle=False) refuses as unreadable
+        raise DecodingError("the .npy body holds pickled objects, which are not read")
+    if dtype.kind != "f" or dtype.itemsize not in _NPY_FLOAT_SIZES:
+        raise InvalidInputError("the .npy latent must hold floating-point values (float16, float32 or float64)")
+    if not shape or min(shape) < 1:
+        raise InvalidInputError(f"the .npy latent's shape {list(shape)} must have positive sizes on every axis")
+    check_shape(shape)
+    raw = memoryview(data)[stream.tell() :]
+    needed = math.prod(shape) * dtype.itemsize
+    if len(raw) != needed:
+        raise DecodingError(f"the .npy data holds {len(raw)} bytes; its header's shape {list(shape)} needs {needed}")
+    array = np.frombuffer(raw, dtype=dtype)
+    array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
     return array.astype(np.float32)

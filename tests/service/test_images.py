@@ -130,10 +130,11 @@ def test_the_service_leaves_pillows_global_guard_alone(client):
 def test_the_service_limit_not_pillows_decides_above_twice_pillows_limit():
     from service.codecs.image import decode_image
     from service.errors import PayloadTooLargeError
+    from service.limits import SizeLimits
 
     side = math.isqrt(2 * PILLOW_DEFAULT_LIMIT) + 1  # Image.open refuses this size outright
     with pytest.raises(PayloadTooLargeError, match=f"{side}x{side} pixels exceeds the limit of 150000000"):
-        decode_image(_solid_png(side, side), channels=1, max_pixels=150_000_000)
+        decode_image(_solid_png(side, side), channels=1, limits=SizeLimits(150_000_000, max_side=16_384))
 
 
 def test_images_above_pillows_limit_decode_within_the_service_limit(client, monkeypatch):

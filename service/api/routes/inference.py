@@ -102,7 +102,9 @@ async def decode(request: Request, inference: InferenceDep) -> Response:
             return Response(data, media_type=mime)
         if _is_image(model):
             mime = choose_image_format(request.headers.get("accept"))
-            latent, size = await latent_body(request, settings)
+            latent, size = await latent_body(
+                request, settings, lambda shape: p.check_latent_shape(model, shape, settings)
+            )
             data = await runner.infer(
                 model, "decode", p.prepare_latent, (model, latent, size, settings), p.finish_image, (mime, settings)
             )
