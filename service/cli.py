@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # 503 beyond this many open connections (or running requests) per worker. uvicorn has no
+        # deadline for a request's headers: this bounds what half-sent headers can hold open.
+        limit_concurrency=defaults.max_connections or None,
     )
 
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     max_sequence_length: int = Field(default=100_000, ge=1, description="cap on top of each model's own limit")
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # The body is read before a request takes an admission slot, within this deadline (408 and the
+    # connection closed after it): a client trickling its body holds a connection, not a model's queue.
+    body_read_timeout_s: float = Field(default=10.0, gt=0, description="deadline for receiving the whole body")
 
     # Access: bearer API keys (none configured = open). Health and metrics stay open unless these are set.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated in env")
@@ -69,11 +72,12 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=128, ge=1, description="queued requests per graph before 503 overloaded")
-    # A JSON body up to this size, arriving while the worker process has no other request, is run on the
-    # event loop instead of in a worker thread. The thread hop cost 0.64 ms of a 3.2 ms lone sequence
-    # request on the 2-core dev machine. 8 KiB holds ~400 typical numbers (a few ms of LSTM) and at
-    # worst ~4000 terse ones, of which a model takes at most its max_length (2000 for the ECG models,
-    # ~20 ms): the loop is blocked that long only while this worker has no other request. 0: never.
+    # A sequence encode or reconstruct whose JSON body is up to this size, arriving while the worker
+    # process has no other request, is run on the event loop instead of in a worker thread. The thread
+    # hop cost 0.64 ms of a 3.2 ms lone sequence request on the 2-core dev machine. Its cost is bounded
+    # by the body: the worst 8 KiB body (4000 one-digit steps) took 15.6 ms to encode and 27.5 ms to
+    # reconstruct on ecg-embed. Decoding never runs here: its lengths, not its body, set its cost (an
+    # 8 KiB decode body took 3.6 s). The loop is blocked only while this worker has no other request. 0: never.
     loop_inline_max_bytes: int = Field(default=8192, ge=0, description="lone small JSON requests skip the thread hop")
 
     # Responses
@@ -86,6 +90,10 @@ class Settings(BaseSettings):
     # workers with one ONNX Runtime thread each served 1.6x the images of one worker with two threads.
     workers: int = Field(default=0, ge=0, description="0: one per available core (at most 8)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Per worker: uvicorn answers 503 to a request arriving while this many connections are open (or
+    # this many requests are running). 0: no limit. uvicorn has no deadline for a request's headers, so
+    # this is what bounds connections that never finish sending them.
+    max_connections: int = Field(default=1024, ge=0, description="open connections per worker; 0: no limit")
 
     @field_validator("strict_models")
     @classmethod

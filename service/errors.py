@@ -92,6 +92,13 @@ class ModelUnavailableError(ServiceError):
     code = "model_unavailable"
 
 
+class BodyTimeoutError(ServiceError):
+    """The client did not send its whole body within the body read timeout; the connection is closed."""
+
+    status = HTTPStatus.REQUEST_TIMEOUT
+    code = "body_timeout"
+
+
 class OverloadedError(ServiceError):
     """The request queue is full; the client should retry later."""
 

@@ -57,8 +57,9 @@ class PipelineRunner:
     async def admitted(self, model: LoadedModel, operation: str) -> AsyncIterator[None]:
         """Admission control before any work: past `max_queue` requests per graph, 503 at once.
 
-        Counting starts before the body is read, so an overloaded service refuses a request without
-        reading or decoding it: the refusal costs microseconds, not a decode.
+        Counting starts after the body has been read (under its own deadline, so a slow client cannot
+        hold a slot) and before it is parsed or decoded: an overloaded service refuses a request
+        without decoding it.
         """
         batcher = self.batchers[id(model.engine_for(operation))]
         if batcher.admitted >= self.settings.max_queue:
@@ -84,7 +85,8 @@ class PipelineRunner:
         """Prepare -> batched run -> finish, within the request timeout. 409 first if unsupported.
 
         `body_bytes`: the size of a JSON body whose work may run on the event loop (see `_on_loop`);
-        None for work that always belongs in a thread (image decoding and encoding).
+        None for work that always belongs in a thread: image decoding and encoding, and sequence
+        decoding, whose cost the lengths it asks for set, not the size of its body.
         """
         batcher = self.batchers[id(model.engine_for(operation))]
         gauge = self.metrics.queue_depth.labels(model.manifest.name)

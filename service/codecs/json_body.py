@@ -1,17 +1,28 @@
-"""JSON request bodies, parsed strictly."""
+"""JSON request bodies, parsed strictly: orjson first, the standard library only for what orjson refuses."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import orjson
+
 from service.errors import DecodingError
 
 
 def parse_json(data: bytes) -> Any:
-    """Strict JSON from bytes: UTF-8, bounded nesting (json raises RecursionError on deep input)."""
+    """Strict JSON from bytes: UTF-8, bounded nesting.
+
+    orjson is ~5x faster than `json` on number arrays, but it refuses NaN and Infinity and integers
+    over 64 bits, which `json` reads (the codecs then answer 422 naming the bad value, as before).
+    So a body orjson refuses is read again by `json`; only malformed bodies pay twice.
+    """
     if not data:
         raise DecodingError("the request body is empty; send JSON")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as error:

@@ -1,7 +1,9 @@
 """encode, decode and reconstruct, for the default version and for an explicit one.
 
-Each route: check the model offers the operation (409 before reading a byte), read the body for the
-model's input kind, run prepare -> batched run -> finish through the runner, answer.
+Each route: check the model offers the operation (409 before reading a byte), read the body (within
+its size limit and read deadline, before taking an admission slot: a slow client holds a connection,
+not the model's queue), take a slot, parse the body for the model's input kind, run prepare -> batched
+run -> finish through the runner, answer.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from service import compression as c
 from service import pipelines as p
-from service.api.bodies import binary_body, image_bytes, json_body, latent_body
+from service.api.bodies import binary_body, image_bytes, json_body, latent_body, request_body
 from service.api.deps import InferenceDep
 from service.api.openapi import DECODE_DOC, ENCODE_DOC, RECONSTRUCT_DOC
 from service.codecs.bitstream import MIME as STREAM
@@ -66,12 +68,13 @@ async def encode(request: Request, inference: InferenceDep) -> Response:
     """Latent of an image (JSON or .npy), or embeddings of a batch of series."""
     model, settings, runner = inference.model, inference.settings, inference.runner
     model.require("encode")
+    received = await request_body(request, settings)
     async with runner.admitted(model, "encode"):
         if _is_codec(model):
-            encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
+            encoded = await _encode_stream(model, await image_bytes(request, received), settings, runner)
             return Response(encoded.stream, media_type=STREAM, headers=_stream_headers(encoded))
         if _is_image(model):
-            data = await image_bytes(request, settings)
+            data = await image_bytes(request, received)
             latent, (height, width) = await runner.infer(
                 model, "encode", p.prepare_image, (model, data, settings), p.finish_latent
             )
@@ -80,10 +83,9 @@ async def encode(request: Request, inference: InferenceDep) -> Response:
                 return Response(latent_to_npy(latent), media_type=NPY_MIME, headers=headers)
             body = LatentResponse(**latent_to_json(latent), image_size=[height, width], **_ids(model))
             return Response(body.model_dump_json(), media_type=JSON)
-        payload, body_bytes = await json_body(request, settings)
-        (raw,) = _field(payload, "sequences")
+        (raw,) = _field(await json_body(request, received), "sequences")
         embeddings = await runner.infer(
-            model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings, body_bytes=body_bytes
+            model, "encode", p.prepare_sequences, (model, raw, settings), p.finish_embeddings, body_bytes=len(received)
         )
         return Response(EmbeddingsResponse(embeddings=embeddings, **_ids(model)).model_dump_json(), media_type=JSON)
 
@@ -92,10 +94,11 @@ async def decode(request: Request, inference: InferenceDep) -> Response:
     """Image from a latent (JSON or .npy), or series from embeddings and lengths."""
     model, settings, runner = inference.model, inference.settings, inference.runner
     model.require("decode")
+    received = await request_body(request, settings)
     async with runner.admitted(model, "decode"):
         if _is_codec(model):
             mime = choose_image_format(request.headers.get("accept"))
-            stream = await binary_body(request, settings, STREAM)
+            stream = binary_body(request, received, STREAM)
             data = await runner.infer(
                 model, "decode", c.prepare_stream, (model, stream, settings), p.finish_image, (mime, settings)
             )
@@ -103,21 +106,16 @@ async def decode(request: Request, inference: InferenceDep) -> Response:
         if _is_image(model):
             mime = choose_image_format(request.headers.get("accept"))
             latent, size = await latent_body(
-                request, settings, lambda shape: p.check_latent_shape(model, shape, settings)
+                request, received, lambda shape: p.check_latent_shape(model, shape, settings)
             )
             data = await runner.infer(
                 model, "decode", p.prepare_latent, (model, latent, size, settings), p.finish_image, (mime, settings)
             )
             return Response(data, media_type=mime)
-        payload, body_bytes = await json_body(request, settings)
-        embeddings, lengths = _field(payload, "embeddings", "lengths")
+        embeddings, lengths = _field(await json_body(request, received), "embeddings", "lengths")
+        # Never on the event loop (no body_bytes): a small body can ask for max_length steps per series.
         series = await runner.infer(
-            model,
-            "decode",
-            p.prepare_embeddings,
-            (model, embeddings, lengths, settings),
-            p.finish_decoded,
-            body_bytes=body_bytes,
+            model, "decode", p.prepare_embeddings, (model, embeddings, lengths, settings), p.finish_decoded
         )
         return Response(
             DecodedSequencesResponse(reconstructions=series, **_ids(model)).model_dump_json(), media_type=JSON
@@ -128,10 +126,11 @@ async def reconstruct(request: Request, inference: InferenceDep) -> Response:
     """Image in, image of the same size out; or series in, reconstructions and per-series errors out."""
     model, settings, runner = inference.model, inference.settings, inference.runner
     model.require("reconstruct")
+    received = await request_body(request, settings)
     async with runner.admitted(model, "encode" if _is_codec(model) else "reconstruct"):
         if _is_codec(model):
             mime = choose_image_format(request.headers.get("accept"))
-            encoded = await _encode_stream(model, await image_bytes(request, settings), settings, runner)
+            encoded = await _encode_stream(model, await image_bytes(request, received), settings, runner)
             answer, quality = await runner.infer(
                 model,
                 "decode",
@@ -143,20 +142,19 @@ async def reconstruct(request: Request, inference: InferenceDep) -> Response:
             return Response(answer, media_type=mime, headers={**_stream_headers(encoded), "X-PSNR": f"{quality:.3f}"})
         if _is_image(model):
             mime = choose_image_format(request.headers.get("accept"))
-            data = await image_bytes(request, settings)
+            data = await image_bytes(request, received)
             answer = await runner.infer(
                 model, "reconstruct", p.prepare_image, (model, data, settings), p.finish_image, (mime, settings)
             )
             return Response(answer, media_type=mime)
-        payload, body_bytes = await json_body(request, settings)
-        (raw,) = _field(payload, "sequences")
+        (raw,) = _field(await json_body(request, received), "sequences")
         recons, errors = await runner.infer(
             model,
             "reconstruct",
             p.prepare_sequences,
             (model, raw, settings),
             p.finish_reconstructions,
-            body_bytes=body_bytes,
+            body_bytes=len(received),
         )
         body = ReconstructionsResponse(reconstructions=recons, errors=errors, **_ids(model))
         return Response(body.model_dump_json(), media_type=JSON)
