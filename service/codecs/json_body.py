@@ -13,8 +13,8 @@ from service.errors import DecodingError
 def parse_json(data: bytes) -> Any:
     """Strict JSON from bytes: UTF-8, bounded nesting.
 
-    orjson is ~5x faster than `json` on number arrays, but it refuses NaN and Infinity and integers
-    over 64 bits, which `json` reads (the codecs then answer 422 naming the bad value, as before).
+    orjson is ~3x faster than `json` on number arrays, but it refuses NaN, Infinity and 1e999
+    (it reads integers over 64 bits as floats), which `json` reads (the codecs then answer 422, as before).
     So a body orjson refuses is read again by `json`; only malformed bodies pay twice.
     """
     if not data:
