@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,3 +26,13 @@ def running_server(
     settings = {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_INTRA_OP_THREADS": "1", "AE_WORKERS": "1", **env}
     with spawned(service_command(port, repository), settings, base, wait_for, quiet=False) as process:
         yield process, base
+
+
+def post_image(base: str, model: str, image: bytes, timeout: float = 60) -> int:
+    """POST a PNG to a model's reconstruct route; the status (the answer is read and dropped)."""
+    request = urllib.request.Request(
+        f"{base}/v1/models/{model}/reconstruct", data=image, headers={"content-type": "image/png"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+        return response.status

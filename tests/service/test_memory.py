@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-import urllib.request
 from http import HTTPStatus
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from service import memory_budget
 from service.cli import export_pixel_limit
 from service.config import Settings
 from service.memory_budget import CEILING_PIXELS, FLOOR_PIXELS, available_memory, derived_max_image_pixels
-from tests.service.server import running_server
+from tests.service.server import post_image, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
@@ -50,24 +49,15 @@ def _smooth_png(side: int) -> bytes:
     return out.getvalue()
 
 
-def _reconstruct(base: str, image: bytes) -> int:
-    request = urllib.request.Request(
-        f"{base}/v1/models/image-conv/reconstruct", data=image, headers={"content-type": "image/png"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        response.read()
-        return response.status
-
-
 def test_worker_rss_returns_to_warm_after_the_largest_allowed_request(tmp_path):
     # A repository holding only the committed image-conv: start-up stays quick and the RSS is its own.
     (tmp_path / "image-conv").symlink_to(ROOT / "models" / "image-conv")
     with running_server(tmp_path, AE_MAX_IMAGE_PIXELS=str(SIDE * SIDE)) as (process, base):
         worker = _worker_pid(process.pid)
-        assert _reconstruct(base, _smooth_png(256)) == HTTPStatus.OK
+        assert post_image(base, "image-conv", _smooth_png(256), timeout=120) == HTTPStatus.OK
         time.sleep(0.5)
         warm = _rss(worker)
-        assert _reconstruct(base, _smooth_png(SIDE)) == HTTPStatus.OK
+        assert post_image(base, "image-conv", _smooth_png(SIDE), timeout=120) == HTTPStatus.OK
         # The request must have used far more than the margin, or the test proves nothing.
         assert _rss(worker, "VmHWM") - warm > 3 * MARGIN_BYTES
         deadline = time.monotonic() + SETTLE_S

@@ -3,24 +3,14 @@
 import os
 import re
 import signal
-import urllib.request
 
 from bench.net import http_get
 from service.cli import prepare_workers
 from service.config import Settings
 from tests.service.conftest import png_bytes
-from tests.service.server import running_server
+from tests.service.server import post_image, running_server
 
 REQUESTS = 24
-
-
-def _reconstruct(base: str, image: bytes) -> int:
-    request = urllib.request.Request(
-        f"{base}/v1/models/tiny-image/reconstruct", data=image, headers={"content-type": "image/png"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        response.read()
-        return response.status
 
 
 def _requests_total(text: str) -> float:
@@ -32,7 +22,7 @@ def test_metrics_sum_every_worker_and_sigterm_stops_them(tiny_models, tmp_path):
     image = png_bytes(40, 30)
     env = {"AE_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     with running_server(tiny_models, **env) as (process, base):
-        assert [_reconstruct(base, image) for _ in range(REQUESTS)] == [200] * REQUESTS
+        assert [post_image(base, "tiny-image", image) for _ in range(REQUESTS)] == [200] * REQUESTS
         # Every scrape is answered by one worker; each must report the requests of both.
         for _ in range(4):
             status, text = http_get(f"{base}/metrics")
