@@ -81,7 +81,9 @@ class Settings(BaseSettings):
     loop_inline_max_bytes: int = Field(default=8192, ge=0, description="lone small JSON requests skip the thread hop")
 
     # Responses
-    png_compress_level: int = Field(default=1, ge=0, le=9, description="zlib level; 1 is fast")
+    png_compress_level: int = Field(
+        default=1, ge=0, le=9, description="1: fpng for 8-bit RGB(A), fastest; 0 and 2-9: Pillow's zlib at that level"
+    )
 
     # HTTP server (ae-serve)
     host: str = "127.0.0.1"
