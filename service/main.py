@@ -47,7 +47,6 @@ async def _load(state: ServiceState, metrics: ServiceMetrics, runner: PipelineRu
         # Loading and warm-up block (hashing, session creation): keep the event loop free meanwhile.
         state.repository = await asyncio.to_thread(ModelRepository.load, state.settings)
     except ModelLoadError as error:
-        state.load_error = str(error)
         logger.error("model repository failed to load: %s", error)
         raise
     _observe(metrics, state.repository)

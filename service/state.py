@@ -18,7 +18,6 @@ class ServiceState:
     settings: Settings
     repository: ModelRepository | None = None
     ready: bool = False
-    load_error: str | None = None
 
     def readiness(self) -> Readiness:
         """What `/health/ready` reports; only `ready` and `partial` (AE_ALLOW_PARTIAL) are ready.
