@@ -24,7 +24,7 @@ from service.compression import psnr
 from service.config import Settings
 from service.pipelines import run_direct
 from service.repository import LoadedModel
-from training.evaluate.images import select_images, write_report
+from training.evaluate.images import png_bytes, select_images, write_report
 from training.evaluate.rd import bd_rate, psnr_at_rate
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_rd_curves
@@ -108,15 +108,14 @@ def run(images: Path, model_dirs: list[Path], out: Path | None = None, split: st
     rows: list[dict[str, Any]] = []
     for path in tqdm(files, desc="codec evaluation", unit="image"):
         original = np.asarray(Image.open(path).convert("RGB"))
-        png = io.BytesIO()
-        Image.fromarray(original).save(png, format="PNG")
+        png = png_bytes(original)
         for model in models:
             rows.append(
                 {
                     "image": path.name,
                     "method": "ours",
                     "setting": model.manifest.name,
-                    **_codec_point(model, original, png.getvalue()),
+                    **_codec_point(model, original, png),
                 }
             )
         for fmt, qualities in QUALITIES.items():

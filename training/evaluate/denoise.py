@@ -23,7 +23,7 @@ from service.compression import psnr
 from service.config import Settings
 from service.pipelines import image_reconstruct
 from service.repository import LoadedModel
-from training.evaluate.images import select_images, write_report
+from training.evaluate.images import png_bytes, select_images, write_report
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_denoise_crops
 
@@ -37,9 +37,7 @@ def add_noise(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 
 def _ours(model: LoadedModel, noisy: np.ndarray) -> np.ndarray:
-    png = io.BytesIO()
-    Image.fromarray(noisy).save(png, format="PNG")
-    answer = image_reconstruct(model, png.getvalue(), "image/png", _SETTINGS)
+    answer = image_reconstruct(model, png_bytes(noisy), "image/png", _SETTINGS)
     return np.asarray(Image.open(io.BytesIO(answer)).convert("RGB"))
 
 

@@ -50,7 +50,8 @@ def write_report(out: Path, stem: str, rows: list[dict[str, Any]], report: dict[
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def _png(pixels: np.ndarray) -> bytes:
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An (H, W, C) uint8 array as PNG bytes: how the evaluations send pixels to the served pipeline."""
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -65,7 +66,7 @@ def reconstruct_tiled(model: LoadedModel, original: np.ndarray, tile: tuple[int,
     for r in range(rows):
         for c in range(cols):
             window = (slice(r * th, (r + 1) * th), slice(c * tw, (c + 1) * tw))
-            png = image_reconstruct(model, _png(covered[window]), "image/png", _SETTINGS)
+            png = image_reconstruct(model, png_bytes(covered[window]), "image/png", _SETTINGS)
             answer[window] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     return covered, answer
 
