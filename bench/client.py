@@ -7,10 +7,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import numpy as np
+
+from bench.net import process_status_bytes
 
 
 @dataclass
@@ -87,7 +88,5 @@ async def drive(
 
 def rss_mb(pid: int) -> float:
     """Resident set size of a process in MB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    rss = process_status_bytes(pid)
+    return float("nan") if rss is None else rss / (1024 * 1024)

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from bench.net import process_status_bytes
 from service.manifest import GraphRole, ImageInputSpec, Manifest, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +34,10 @@ MB = 1024 * 1024
 
 def _status(field: str) -> int:
     """A field of /proc/self/status (VmRSS, VmHWM) in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    value = process_status_bytes("self", field)
+    if value is None:
+        raise RuntimeError(f"no {field} in /proc/self/status")
+    return value
 
 
 def _image_input(manifest: Manifest) -> ImageInputSpec:

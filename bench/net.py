@@ -14,6 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def process_status_bytes(pid: int | str, field: str = "VmRSS") -> int | None:
+    """A memory field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...) in bytes; None when it has none.
+
+    `pid` may be "self".
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:

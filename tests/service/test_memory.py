@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.net import process_status_bytes
 from service import memory_budget
 from service.cli import export_pixel_limit
 from service.config import Settings
@@ -28,10 +29,9 @@ SETTLE_S = 5.0
 
 def _rss(pid: int, field: str = "VmRSS") -> int:
     """A process's resident memory (or its high-water mark, `VmHWM`) in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} for {pid}")
+    value = process_status_bytes(pid, field)
+    assert value is not None, f"no {field} for {pid}"
+    return value
 
 
 def _worker_pid(pid: int) -> int:
