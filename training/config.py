@@ -43,6 +43,13 @@ class SequenceDataConfig:
     kind: Literal["sequence"] = "sequence"
     path: str = "../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt"
     format: Literal["auto", "ucr", "csv", "npy", "jsonl"] = "auto"
+    # CSV only: rows = one series per row; columns = one series per column, rows are time steps.
+    layout: Literal["rows", "columns"] = "rows"
+    # CSV columns layout only: the header name (or 1-based number) of a timestamp column to leave out.
+    timestamp_column: str | int | None = None
+    # Missing values (empty, NA, NaN, null) inside a series: refuse naming row and column, or interpolate
+    # linearly. Trailing missing values only end a series early (variable lengths).
+    missing: Literal["refuse", "interpolate"] = "refuse"
     normalization: Literal["none", "per_series", "dataset"] = "per_series"
     # Keep only these labels (e.g. [1] for normal beats when training an anomaly model).
     classes: list[int] | None = None
@@ -50,6 +57,17 @@ class SequenceDataConfig:
     split_seed: int = 0
     # Random contiguous windows of at least this length during training teach variable lengths.
     crop_min_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("rows", "columns"):
+            raise ValueError(f'data.layout must be "rows" or "columns", got {self.layout!r}')
+        if self.missing not in ("refuse", "interpolate"):
+            raise ValueError(f'data.missing must be "refuse" or "interpolate", got {self.missing!r}')
+        if self.timestamp_column is not None and self.layout != "columns":
+            raise ValueError('data.timestamp_column needs data.layout = "columns" (each column one series)')
+        if isinstance(self.timestamp_column, int) and self.timestamp_column < 1:
+            raise ValueError("data.timestamp_column as a number counts columns from 1")
+
 
 
 @dataclass

@@ -8,8 +8,8 @@ the input for denoising); sequences give `input` (T, F). `collate` pads sequence
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,8 @@ from service.codecs.sequence import normalize
 from service.manifest import DataCounts, DataRecord, FileSplit, SeededSplit, SequenceNormalization, sha256_of
 from service.manifest_upgrade import dataset_name
 from training.config import ImageDataConfig, SequenceDataConfig
+from training.sequence_files import read_sequences
+from training.series_values import SequenceSet, describe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -111,79 +113,6 @@ def image_folder_sha256(folder: Path) -> str:
 # ---------------------------------------------------------------- sequences
 
 
-@dataclass
-class SequenceSet:
-    """Series of shape (T_i, F) with optional integer labels."""
-
-    series: list[np.ndarray]
-    labels: list[int] | None
-
-
-def _trim_nan(values: np.ndarray) -> np.ndarray:
-    # Variable-length UCR and NPY files pad short series with trailing NaN.
-    valid = ~np.isnan(values).reshape(len(values), -1).any(axis=1)
-    end = len(valid) - int(np.argmax(valid[::-1])) if valid.any() else 0
-    return values[:end]
-
-
-def _split_row(line: str) -> list[float]:
-    return [float(v) for v in line.replace(",", " ").split()]
-
-
-def _read_ucr(path: Path) -> SequenceSet:
-    rows = [_split_row(line) for line in path.read_text().splitlines() if line.strip()]
-    labels = [round(r[0]) for r in rows]
-    return SequenceSet([_trim_nan(np.asarray(r[1:])[:, None]) for r in rows], labels)
-
-
-def _read_csv(path: Path) -> SequenceSet:
-    rows = []
-    for line in path.read_text().splitlines():
-        cells = [c.strip() for c in line.split(",")]
-        try:
-            rows.append([float(c) if c else float("nan") for c in cells])
-        except ValueError:
-            continue  # a header row
-    return SequenceSet([_trim_nan(np.asarray(r)[:, None]) for r in rows], None)
-
-
-def _read_npy(path: Path) -> SequenceSet:
-    array = np.load(path, allow_pickle=False).astype(np.float64)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3:
-        raise ValueError(f"{path}: expected (N, T) or (N, T, F), got shape {array.shape}")
-    return SequenceSet([_trim_nan(a) for a in array], None)
-
-
-def _read_jsonl(path: Path) -> SequenceSet:
-    series, labels = [], []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        values = record["values"] if isinstance(record, dict) else record
-        array = np.asarray(values, dtype=np.float64)
-        series.append(array[:, None] if array.ndim == 1 else array)
-        labels.append(record.get("label") if isinstance(record, dict) else None)
-    has_labels = all(label is not None for label in labels)
-    return SequenceSet(series, [int(x) for x in labels] if has_labels else None)  # type: ignore[arg-type]
-
-
-_READERS = {"ucr": _read_ucr, "csv": _read_csv, "npy": _read_npy, "jsonl": _read_jsonl}
-
-
-def read_sequences(path: Path, fmt: str = "auto") -> SequenceSet:
-    """Read a sequence file; `auto` picks the reader by suffix (.txt/.tsv = UCR)."""
-    if fmt == "auto":
-        suffix = path.suffix.lower()
-        fmt = {".npy": "npy", ".jsonl": "jsonl", ".csv": "csv"}.get(suffix, "ucr")
-    data = _READERS[fmt](path)
-    if not data.series:
-        raise ValueError(f"{path} holds no series")
-    return data
-
-
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded permutation cut into (train, val) index arrays."""
     order = np.random.default_rng(seed).permutation(count)
@@ -198,7 +127,9 @@ def select_classes(data: SequenceSet, classes: list[int] | None) -> SequenceSet:
     if data.labels is None:
         raise ValueError("filtering by class needs a labelled file (UCR or JSON Lines with labels)")
     keep = [i for i, label in enumerate(data.labels) if label in classes]
-    return SequenceSet([data.series[i] for i in keep], [data.labels[i] for i in keep])
+    if not keep:
+        raise ValueError(f"no series has a label in classes {classes}; the file's labels: {sorted(set(data.labels))}")
+    return SequenceSet([data.series[i] for i in keep], [data.labels[i] for i in keep], data.notes)
 
 
 def normalization_spec(train: list[np.ndarray], kind: str) -> SequenceNormalization:
@@ -261,25 +192,53 @@ def _sequence_record(path: Path, config: SequenceDataConfig, train: int, val: in
     )
 
 
+def print_to_stderr(line: str) -> None:
+    """The default `report` of `build_datasets`: stdout is kept for the CLI's JSON answer."""
+    print(line, file=sys.stderr)
+
+
+def _data_path(config: ImageDataConfig | SequenceDataConfig, root: Path) -> Path:
+    return (root / config.path) if not Path(config.path).is_absolute() else Path(config.path)
+
+
+def read_configured_sequences(config: SequenceDataConfig, path: Path) -> tuple[SequenceSet, str]:
+    """The series a sequence data config names (file, layout, missing values, classes) and a summary line."""
+    data = read_sequences(
+        path, config.format, layout=config.layout, timestamp_column=config.timestamp_column, missing=config.missing
+    )
+    summary = describe(data, str(path))
+    if config.classes is None:
+        return data, summary
+    kept = select_classes(data, config.classes)
+    return kept, f"{summary}; kept {len(kept.series)} with labels in classes {config.classes}"
+
+
 def build_datasets(
-    config: ImageDataConfig | SequenceDataConfig, root: Path, seed: int
+    config: ImageDataConfig | SequenceDataConfig,
+    root: Path,
+    seed: int,
+    report: Callable[[str], None] = print_to_stderr,
 ) -> tuple[Dataset[dict[str, Tensor]], Dataset[dict[str, Tensor]], dict[str, object]]:
     """(train, val, info) for a data config; `info` goes into the manifest.
 
     `info["record"]` is the manifest's `DataRecord` (data set name, split, counts, content hash; no
     path); sequences add what the manifest's input spec needs (normalisation, features, max length).
+    `report` gets one line saying what was read (counts, lengths, anything dropped or filled).
     """
-    path = (root / config.path) if not Path(config.path).is_absolute() else Path(config.path)
+    path = _data_path(config, root)
     if isinstance(config, ImageDataConfig):
         train_files, val_files = split_files(image_files(path), config.val_every)
+        count = len(train_files) + len(val_files)
+        report(f"read {count} images from {path}; {len(train_files)} train / {len(val_files)} val")
         record = _image_record(path, config, len(train_files), len(val_files))
         return (
             ImageFolderDataset(train_files, config, train=True, seed=seed),
             ImageFolderDataset(val_files, config, train=False, seed=seed),
             {"record": record.model_dump(mode="json")},
         )
-    data = select_classes(read_sequences(path, config.format), config.classes)
+    data, summary = read_configured_sequences(config, path)
     train_idx, val_idx = split_indices(len(data.series), config.val_fraction, config.split_seed)
+    report(f"{summary}; {len(train_idx)} train / {len(val_idx)} val")
     train = [data.series[i] for i in train_idx]
     spec = normalization_spec(train, config.normalization)
     info = {

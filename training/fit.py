@@ -11,7 +11,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from training.checkpoint import BEST, LATEST, load_checkpoint, save_checkpoint
 from training.config import RunConfig
-from training.data import build_datasets, collate
+from training.data import build_datasets, collate, print_to_stderr
 from training.losses import loss_for
 from training.plots import plot_image_samples, plot_loss_curves, plot_sequence_samples
 from training.registry import build_model
@@ -134,13 +134,17 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     init_from: Path | None = None,
+    report: Callable[[str], None] = print_to_stderr,
 ) -> dict[str, Any]:
-    """Train per `config` into `run_dir`; returns the summary (also written to summary.json)."""
+    """Train per `config` into `run_dir`; returns the summary (also written to summary.json).
+
+    `report` gets the one-line summary of the data read, before training starts.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     opt = config.optim
     seed_everything(opt.seed)
     device = pick_device(opt.device)
-    train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed)
+    train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed, report)
     model = build_model(config.model).to(device)
     loss_fn = loss_for(config.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
