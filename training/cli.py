@@ -2,6 +2,7 @@
 
 ae-train fit configs/ecg-embed.toml --set optim.steps=500 --run-dir runs/ecg
 ae-train fit configs/ecg-embed.toml --run-dir runs/ecg --resume
+ae-train fit configs/ecg-embed.toml --print-config   # every key: value, default, meaning
 ae-train export runs/ecg --name ecg-embed --models-dir models
 ae-train data fetch   # BSDS500 and ECG5000 into $AE_DATASETS (default ../shared/datasets)
 """
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         help="relative data paths resolve against this (default: current directory)",
     )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    fit.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every config key with this run's value, its default and meaning (TOML), and exit",
+    )
     fit.add_argument(
         "--init-from",
         type=Path,
@@ -149,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "fit":
             config = load_config(args.config, args.overrides)
+            if args.print_config:
+                from training.config_help import render_config
+
+                print(render_config(config, str(args.config or "(no config file)")))
+                return 0
             name = args.config.stem if args.config else config.model.family
             run_dir = args.run_dir or Path("runs") / name
             from training.fit import fit  # torch is imported only when a command needs it

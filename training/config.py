@@ -14,49 +14,68 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from training.registry import model_config_class
+from training.registry import families, model_config_class
 
 
 @dataclass
 class ImageDataConfig:
-    """Image folders, random crops and flips, optional input-only Gaussian noise."""
+    """Image folders, random crops and flips, optional input-only Gaussian noise.
+
+    The string under each field is its one-line meaning, printed by `ae-train fit --print-config`.
+    """
 
     kind: Literal["image"] = "image"
+    """Data kind: image folders."""
     path: str = "../shared/datasets/images/bsds400"
+    """Image folder (searched recursively); relative paths resolve against --data-root."""
     channels: Literal[1, 3] = 3
+    """Channels the images are converted to: 1 (gray) or 3 (RGB)."""
     crop_size: int = 64
-    # Every `val_every`-th file by sorted name is held out: a fixed split that does not depend on seeds.
+    """Side of the square random crops trained on, in pixels."""
+    # A fixed split that does not depend on seeds.
     val_every: int = 10
-    # Noise sigma range in 0..255 units, added to the input only (denoising); (0, 0) disables it.
+    """Every val_every-th file by sorted name is held out for validation."""
     noise_sigma: tuple[float, float] = (0.0, 0.0)
-    # Clip the noisy input to 0..1 and round it to 8 bits, as a saved noisy photo is: near black and
-    # white the clipped noise is no longer zero-mean, and a model trained on unclipped noise
-    # over-corrects there (0.33 dB lost at sigma 25 on the held-out photos for v1).
+    """Range of Gaussian noise sigma (0..255 units) added to the input only, for denoising; [0, 0] adds none."""
+    # Near black and white the clipped noise is no longer zero-mean, and a model trained on unclipped
+    # noise over-corrects there (0.33 dB lost at sigma 25 on the held-out photos for v1).
     quantize_noisy: bool = False
+    """Clip the noisy input to 0..1 and round it to 8 bits, as a saved noisy photo is."""
     val_crops_per_image: int = 2
+    """Fixed seeded crops taken from each validation image."""
 
 
 @dataclass
 class SequenceDataConfig:
-    """Sequence files (UCR text, CSV, NPY, JSON Lines), normalisation and a seeded split."""
+    """Sequence files (UCR text, CSV, NPY, JSON Lines), normalisation and a seeded split.
+
+    The string under each field is its one-line meaning, printed by `ae-train fit --print-config`.
+    """
 
     kind: Literal["sequence"] = "sequence"
+    """Data kind: a file of series."""
     path: str = "../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt"
+    """Series file; relative paths resolve against --data-root."""
     format: Literal["auto", "ucr", "csv", "npy", "jsonl"] = "auto"
-    # CSV only: rows = one series per row; columns = one series per column, rows are time steps.
+    """File format; auto picks it by suffix (.csv, .npy, .jsonl; anything else is UCR text, label first)."""
     layout: Literal["rows", "columns"] = "rows"
-    # CSV columns layout only: the header name (or 1-based number) of a timestamp column to leave out.
+    """CSV only: rows = one series per row; columns = one series per column, rows are time steps."""
     timestamp_column: str | int | None = None
-    # Missing values (empty, NA, NaN, null) inside a series: refuse naming row and column, or interpolate
-    # linearly. Trailing missing values only end a series early (variable lengths).
+    """CSV columns layout only: the header name (or 1-based number) of a timestamp column to leave out."""
+    # Trailing missing values only end a series early (variable lengths); this is about the others.
     missing: Literal["refuse", "interpolate"] = "refuse"
+    """Missing values (empty, NA, NaN, null) inside a series: refuse naming row and column, or interpolate linearly."""
     normalization: Literal["none", "per_series", "dataset"] = "per_series"
-    # Keep only these labels (e.g. [1] for normal beats when training an anomaly model).
+    """Scaling: none, per_series (each series to mean 0, std 1) or dataset (training split's statistics)."""
+    # E.g. [1] for normal beats when training an anomaly model.
     classes: list[int] | None = None
+    """Keep only series with these labels (labelled files only); all when unset."""
     val_fraction: float = 0.2
+    """Fraction of the series held out for validation."""
     split_seed: int = 0
-    # Random contiguous windows of at least this length during training teach variable lengths.
+    """Seed of the permutation that splits series into training and validation."""
     crop_min_length: int | None = None
+    """Train on random contiguous windows at least this long, to teach variable lengths; whole series when unset."""
 
     def __post_init__(self) -> None:
         if self.layout not in ("rows", "columns"):
@@ -69,30 +88,45 @@ class SequenceDataConfig:
             raise ValueError("data.timestamp_column as a number counts columns from 1")
 
 
-
 @dataclass
 class OptimConfig:
-    """Optimisation, schedule, logging and checkpoint cadence."""
+    """Optimisation, schedule, logging and checkpoint cadence.
+
+    The string under each field is its one-line meaning, printed by `ae-train fit --print-config`.
+    """
 
     steps: int = 2000
+    """Optimizer steps the run takes (unless time_budget_s ends it first)."""
     batch_size: int = 16
+    """Crops or series per step."""
     lr: float = 1e-3
+    """Peak AdamW learning rate."""
     weight_decay: float = 0.0
-    # Cosine decay to lr * min_lr_ratio over `steps` (or over the time budget, whichever ends first).
+    """AdamW weight decay."""
     min_lr_ratio: float = 0.05
-    # Linear warm-up from 0 over the first steps (GDN transforms can blow up under a cold full-size step).
+    """Cosine decay ends at lr * min_lr_ratio, over steps or the time budget, whichever ends first."""
+    # GDN transforms can blow up under a cold full-size step.
     warmup_steps: int = 0
+    """Linear learning-rate warm-up from 0 over this many first steps."""
     grad_clip: float = 1.0
+    """Gradient norm clipping threshold."""
     val_every: int = 200
+    """Validate (and keep best.pt) every this many steps."""
     checkpoint_every: int = 500
+    """Write checkpoint.pt every this many steps."""
     seed: int = 0
+    """Seed of Python, NumPy and torch (weights, shuffling, crops, noise)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train; auto takes CUDA when present."""
     num_workers: int = 0
-    # Stop after this many seconds of training even if `steps` are not done; the learning-rate schedule
-    # follows whichever of steps and time is further along, so a budgeted run still ends annealed.
+    """DataLoader worker processes (0 loads batches in the training process)."""
+    # The learning-rate schedule follows whichever of steps and time is further along, so a budgeted
+    # run still ends annealed.
     time_budget_s: float | None = None
-    # bf16 autocast on CUDA (never on CPU). Off keeps fp32/TF32 for models sensitive to rounding.
+    """Stop after this many seconds of training even if steps are not done; no limit when unset."""
+    # Off keeps fp32/TF32 for models sensitive to rounding.
     mixed_precision: bool = True
+    """bf16 autocast on CUDA (never on CPU)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -145,7 +179,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     model_raw = dict(raw.get("model", {}))
     family = model_raw.pop("family", None)
     if family is None:
-        raise ValueError("config [model] needs a `family` (e.g. 'conv' or 'recurrent')")
+        raise ValueError(f"config [model] needs a `family` (one of: {', '.join(families())})")
     model = _build(model_config_class(family), model_raw)
     data_raw = dict(raw.get("data", {}))
     data_cls = SequenceDataConfig if data_raw.get("kind", model.data_kind) == "sequence" else ImageDataConfig

@@ -31,9 +31,13 @@ class CodecConfig:
     family: ClassVar[str] = "codec"
     data_kind: ClassVar[str] = "image"
     channels: int = 3
-    hidden: int = 64  # N: channels of the transforms
-    latent_channels: int = 96  # M: channels of y
-    lmbda: float = 0.0067  # distortion weight: higher = better quality, more bits
+    """Image channels: 1 (gray) or 3 (RGB)."""
+    hidden: int = 64
+    """N: channels of the analysis and synthesis transforms."""
+    latent_channels: int = 96
+    """M: channels of the latent y that is quantized and entropy-coded."""
+    lmbda: float = 0.0067
+    """Distortion weight of the rate-distortion loss: higher = better quality, more bits."""
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):

@@ -36,18 +36,29 @@ class ConvConfig:
     family: ClassVar[str] = "conv"
     data_kind: ClassVar[str] = "image"
     channels: int = 3
+    """Image channels: 1 (gray) or 3 (RGB)."""
     widths: tuple[int, ...] = (32, 64, 128)
+    """Channels of each encoder stage; each stage halves height and width."""
     latent_channels: int = 8
+    """Channels of the latent (the bottleneck)."""
     blocks_per_stage: int = 1
+    """Convolution blocks after each stage's downsampling (and before its upsampling)."""
     dense_latent: int | None = None
+    """Size of a dense (fully connected) bottleneck; needs input_size. Fully convolutional when unset."""
     input_size: tuple[int, int] | None = None
+    """[H, W] the model is fixed to (required by dense_latent); any size when unset."""
     skip_connections: bool = False
+    """U-Net style skips from encoder to decoder (no separate encoder/decoder graphs then)."""
     residual: bool = False
+    """Predict the correction added to the input (denoisers); needs skip_connections."""
     # ReLU fuses into the convolution in ONNX Runtime; GELU runs as separate (erf) kernels.
     activation: Literal["gelu", "relu"] = "gelu"
+    """Activation after each convolution."""
     # Upsampling transposed-convolution kernel: 4 (overlapping) or 2 (stride-sized, 4x cheaper).
     upsample_kernel: Literal[2, 4] = 4
+    """Kernel of the upsampling transposed convolutions: 4 (overlapping) or 2 (stride-sized)."""
     full_resolution_blocks: int = 0
+    """Convolutions at the input's resolution before the first and after the last stage."""
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):

@@ -29,10 +29,15 @@ class RecurrentConfig:
     family: ClassVar[str] = "recurrent"
     data_kind: ClassVar[str] = "sequence"
     features: int = 1
+    """Values per time step (1 for a univariate series)."""
     cell: Literal["lstm", "gru"] = "lstm"
+    """Recurrent cell of encoder and decoder."""
     hidden_size: int = 64
+    """Hidden state size of each recurrent layer."""
     num_layers: int = 1
+    """Stacked recurrent layers in encoder and decoder."""
     latent_size: int = 16
+    """Size of the latent vector (the embedding) of a whole series."""
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru"):
