@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from training.checkpoint import BEST, LATEST, load_checkpoint, save_checkpoint
 from training.config import RunConfig
 from training.data import build_datasets, collate, print_to_stderr
 from training.losses import loss_for
 from training.plots import plot_image_samples, plot_loss_curves, plot_sequence_samples
+from training.progress import Progress, RunBar
 from training.registry import build_model
 
 
@@ -76,25 +76,6 @@ def evaluate(
         count += n
     model.train()
     return {key: value / count for key, value in totals.items()}
-
-
-class Progress:
-    """How far a run is, as the larger of its step fraction and its time-budget fraction."""
-
-    def __init__(self, steps: int, time_budget_s: float | None) -> None:
-        self.steps = steps
-        self.time_budget_s = time_budget_s
-        self.elapsed_s = 0.0
-
-    def __call__(self, step: int) -> float:
-        """Fraction done in [0, 1] at `step`."""
-        by_steps = step / max(self.steps, 1)
-        by_time = self.elapsed_s / self.time_budget_s if self.time_budget_s else 0.0
-        return min(max(by_steps, by_time), 1.0)
-
-    def done(self, step: int) -> bool:
-        """Steps reached, or the time budget spent."""
-        return step >= self.steps or (self.time_budget_s is not None and self.elapsed_s >= self.time_budget_s)
 
 
 def _lr_lambda(config: RunConfig, progress: Progress) -> Any:
@@ -190,7 +171,7 @@ def fit(
         )
 
     batches = _forever(loader)
-    bar = tqdm(total=opt.steps, initial=int(state["step"]), disable=not progress, unit="step", dynamic_ncols=True)
+    bar = RunBar(run_progress, int(state["step"]), enabled=progress)
     started = time.perf_counter() - float(state["wall_time_s"])
     window: list[Tensor] = []
     model.train()
@@ -213,10 +194,11 @@ def fit(
         state["step"] += 1
         # Kept on the device: reading a GPU loss every step would stall the queue of kernels.
         window.append(parts["loss"].detach())
-        bar.update(1)
         step = int(state["step"])
         if progress and step % 25 == 0:
-            bar.set_postfix(loss=f"{float(window[-1]):.4g}", val=f"{val.get('loss', float('nan')):.4g}")
+            bar.update(step, loss=f"{float(window[-1]):.4g}", val=f"{val.get('loss', float('nan')):.4g}")
+        elif progress:
+            bar.update(step)
         last = run_progress.done(step)
         if step % opt.val_every == 0 or last:
             state["wall_time_s"] = time.perf_counter() - started
