@@ -71,16 +71,34 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     evaluate = commands.add_parser("evaluate", help="evaluate served models against classical baselines")
+    repository = argparse.ArgumentParser(add_help=False)  # shared by every kind of evaluation
+    repository.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        help="model repository where model names (--model NAME) are looked up (default: models)",
+    )
     kinds = evaluate.add_subparsers(dest="kind", required=True)
-    embeddings = kinds.add_parser("embeddings", help="1-NN accuracy of embeddings; anomaly ROC AUC")
+    model_help = "a model name under --models-dir, or the path of a model or version folder"
+    embeddings = kinds.add_parser(
+        "embeddings", parents=[repository], help="1-NN accuracy of embeddings; anomaly ROC AUC"
+    )
     embeddings.add_argument("--data", type=Path, required=True, help="labelled series (UCR text or JSON Lines)")
-    embeddings.add_argument("--model", type=Path, default=Path("models/ecg-embed"))
-    embeddings.add_argument("--anomaly-model", type=Path, default=Path("models/ecg-anomaly"))
+    embeddings.add_argument("--model", default="ecg-embed", help=model_help)
+    embeddings.add_argument("--anomaly-model", default="ecg-anomaly", help=model_help)
     embeddings.add_argument("--no-anomaly", action="store_true", help="skip the anomaly evaluation")
     embeddings.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
-    images = kinds.add_parser("images", help="PSNR of an image model's reconstructions on held-out photos")
+    images = kinds.add_parser(
+        "images", parents=[repository], help="PSNR of an image model's reconstructions on held-out photos"
+    )
     images.add_argument("--images", type=Path, required=True, help="image folder (held out: every 10th file)")
-    images.add_argument("--model", type=Path, default=Path("models/image-conv"))
+    images.add_argument("--model", default="image-conv", help=model_help)
+    images.add_argument(
+        "--split",
+        choices=["heldout", "all"],
+        default="heldout",
+        help="heldout: every 10th file (the training split's validation); all: every file",
+    )
     images.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     images.add_argument(
         "--tile",
@@ -89,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("HEIGHT", "WIDTH"),
         help="score tiles of this size, one request each (default: whole photos, or a fixed-size model's size)",
     )
-    codec = kinds.add_parser("codec", help="RD curves, BD-rate of the codec models against JPEG and WebP")
+    codec = kinds.add_parser(
+        "codec", parents=[repository], help="RD curves, BD-rate of the codec models against JPEG and WebP"
+    )
     codec.add_argument("--images", type=Path, required=True, help="image folder")
     codec.add_argument(
         "--split",
@@ -98,15 +118,17 @@ def _parser() -> argparse.ArgumentParser:
         help="heldout: every 10th file (the training split's validation); all: every file",
     )
     codec.add_argument(
-        "--models", type=Path, nargs="+", default=[Path(f"models/image-codec-q{q}") for q in (1, 2, 3, 4, 5)]
+        "--models", nargs="+", default=[f"image-codec-q{q}" for q in (1, 2, 3, 4, 5)], help=model_help + " (each)"
     )
     codec.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<ladder>/v<N>/")
-    denoise = kinds.add_parser("denoise", help="PSNR/SSIM of the denoiser against BM3D and non-local means")
+    denoise = kinds.add_parser(
+        "denoise", parents=[repository], help="PSNR/SSIM of the denoiser against BM3D and non-local means"
+    )
     denoise.add_argument("--images", type=Path, required=True, help="image folder")
     denoise.add_argument("--sigma", type=float, nargs="+", default=[15.0, 25.0, 50.0], help="noise levels (0..255)")
     denoise.add_argument("--split", choices=["heldout", "all"], default="heldout")
     denoise.add_argument("--bm3d-limit", type=int, default=10, help="images BM3D runs on (it is slow)")
-    denoise.add_argument("--model", type=Path, default=Path("models/image-denoise"))
+    denoise.add_argument("--model", default="image-denoise", help=model_help)
     denoise.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     data = commands.add_parser("data", help="the public data sets the default models were trained on")
     actions = data.add_subparsers(dest="action", required=True)
@@ -131,22 +153,28 @@ def _data(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
+    from training.evaluate.served import model_folder
+
+    def model(name_or_path: str) -> Path:
+        return model_folder(name_or_path, args.models_dir)
+
     if args.kind == "denoise":
         from training.evaluate import denoise
 
-        return denoise.run(args.images, args.model, args.sigma, args.out, args.bm3d_limit, args.split)
+        return denoise.run(args.images, model(args.model), args.sigma, args.out, args.bm3d_limit, args.split)
     if args.kind == "codec":
         from training.evaluate import codec
 
-        return codec.run(args.images, args.models, args.out, args.split)
+        return codec.run(args.images, [model(m) for m in args.models], args.out, args.split)
     if args.kind == "images":
         from training.evaluate import images
 
-        return images.run(args.images, args.model, args.out, tile=tuple(args.tile) if args.tile else None)
+        tile = tuple(args.tile) if args.tile else None
+        return images.run(args.images, model(args.model), args.out, tile=tile, split=args.split)
     from training.evaluate import embeddings
 
-    anomaly = None if args.no_anomaly else args.anomaly_model
-    return embeddings.run(args.data, args.model, anomaly, args.out)
+    anomaly = None if args.no_anomaly else model(args.anomaly_model)
+    return embeddings.run(args.data, model(args.model), anomaly, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:

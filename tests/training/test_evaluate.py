@@ -161,3 +161,30 @@ def test_evaluate_denoise_cli(tiny_models, tmp_path):
     assert methods["bm3d"]["psnr"] > methods["noisy"]["psnr"]  # BM3D really denoises
     assert 18 < methods["noisy"]["psnr"] < 23  # sigma 25 noise on 8-bit pixels: about 20.5 dB
     assert (out / "denoise_crops.png").stat().st_size > 0
+
+
+def test_evaluate_images_takes_a_model_name_and_every_file(tiny_models, tmp_path, capsys, monkeypatch):
+    from tests.conftest import BSDS
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["evaluate", "images", "--images", str(BSDS), "--model", "tiny-image", "--models-dir", str(tiny_models)]
+    assert main([*argv, "--split", "all"]) == 0  # the README's `--split all`
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "tiny-image/1" and report["split"] == "all" and report["count"] == 40
+    assert main([*argv[:-4], "--model", "tiny-imag", "--models-dir", str(tiny_models)]) == 2
+    assert "no model 'tiny-imag': not a path, nor a model under" in capsys.readouterr().err
+
+
+def test_a_model_is_a_path_or_a_name_under_the_repository(tmp_path, monkeypatch):
+    from training.evaluate.served import model_folder
+
+    (tmp_path / "models/image-conv/2").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    models = Path("models")
+    assert model_folder("image-conv", models) == models / "image-conv"
+    assert model_folder("image-conv/2", models) == models / "image-conv/2"
+    assert model_folder("elsewhere", models) == Path("elsewhere")  # a path typed as such wins
+    assert model_folder(str(tmp_path / "models/image-conv"), Path("nowhere")) == tmp_path / "models/image-conv"
+    with pytest.raises(FileNotFoundError, match="nor a model under models; models there: image-conv"):
+        model_folder("image-codec", models)

@@ -1,11 +1,12 @@
 """`ae-train evaluate images`: PSNR of a served image model's reconstructions on held-out photos.
 
-The held-out photos are the training split's validation files (every `val_every`-th by sorted name),
-evaluated whole (not cropped), through the same pipeline the service runs. A model that takes one
-size only (`input.fixed_size`, a dense bottleneck) cannot take a whole photo: each photo is then cut
-into non-overlapping tiles of that size (the right and bottom remainders left out), every tile is sent
-as its own PNG request, and PSNR is measured on the stitched tiles. `tile` does the same for any
-model, so a fully convolutional one can be scored on exactly the same pixels.
+The held-out photos are the training split's validation files (every 10th by sorted name; `--split
+all` takes every file, for a folder of other photos), evaluated whole (not cropped), through the
+same pipeline the service runs. A model that takes one size only (`input.fixed_size`, a dense
+bottleneck) cannot take a whole photo: each photo is then cut into non-overlapping tiles of that
+size (the right and bottom remainders left out), every tile is sent as its own PNG request, and
+PSNR is measured on the stitched tiles. `tile` does the same for any model, so a fully
+convolutional one can be scored on exactly the same pixels.
 """
 
 from __future__ import annotations
@@ -72,9 +73,15 @@ def reconstruct_tiled(model: LoadedModel, original: np.ndarray, tile: tuple[int,
 
 
 def run(
-    images: Path, model_dir: Path, out: Path | None = None, val_every: int = 10, tile: tuple[int, int] | None = None
+    images: Path,
+    model_dir: Path,
+    out: Path | None = None,
+    tile: tuple[int, int] | None = None,
+    split: str = "heldout",
 ) -> dict[str, Any]:
-    """Per-image and mean PSNR; writes `images.json`. Tiles of `tile` (or the model's fixed size).
+    """Per-image and mean PSNR on the `split` (see `select_images`); writes `images.json`.
+
+    Whole photos, or tiles of `tile` (or of the model's fixed size), one request each.
 
     `out` defaults to `docs/evaluation/<model>/v<N>/` of the version scored.
     """
@@ -83,7 +90,7 @@ def run(
     spec = model.manifest.input
     tile = tile or (spec.fixed_size if isinstance(spec, ImageInputSpec) else None)
     rows = []
-    for path in held_out_images(images, val_every):
+    for path in select_images(images, split):
         original = np.asarray(Image.open(path).convert("RGB"))
         if tile is None:
             answer = image_reconstruct(model, path.read_bytes(), "image/png", _SETTINGS)
@@ -95,6 +102,7 @@ def run(
         "models": scored_versions(model),
         "model": f"{model.manifest.name}/{model.manifest.version}",
         "images": str(images),
+        "split": split,
         "count": len(rows),
         "tile": list(tile) if tile else None,
         "mean_psnr_db": round(float(np.mean([r["psnr_db"] for r in rows])), 3),

@@ -14,6 +14,23 @@ from service.repository import LoadedModel, latest_version_folder, load_version
 EVALUATIONS = Path("docs/evaluation")
 
 
+def model_folder(name_or_path: str, models_dir: Path) -> Path:
+    """What `--model` names: an existing path as given, else the model of that name under `models_dir`.
+
+    A name may carry a version (`image-conv/2`). The path wins when both exist, since it is what the
+    user typed literally.
+    """
+    given = Path(name_or_path)
+    if given.exists():
+        return given
+    under = models_dir / name_or_path
+    if under.exists():
+        return under
+    known = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+    listing = f"; models there: {', '.join(known)}" if known else f"; {models_dir} holds no models"
+    raise FileNotFoundError(f"no model {name_or_path!r}: not a path, nor a model under {models_dir}{listing}")
+
+
 def load_served(folder: Path) -> LoadedModel:
     """A model version folder (`models/NAME/VERSION`), or a model folder (its highest version)."""
     if not (folder / "model.json").is_file():
