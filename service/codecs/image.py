@@ -1,7 +1,15 @@
 """Images <-> arrays: decode any common format to the model's channels, encode the answer, pad and crop.
 
-Decoding is defensive: the size is read from the header and checked before any pixel is decoded
-(so a decompression bomb costs nothing), and every Pillow failure becomes a DecodingError.
+Decoding is defensive: only the documented formats are read (`ACCEPTED_FORMATS`: Pillow's other
+readers, EPS, DDS, PSD, FITS and the rest, never see client bytes), the container's overhead is bounded
+before Pillow walks it (`service.codecs.containers`), the size is read from the header and checked
+before any pixel is decoded (so a decompression bomb costs nothing), and any failure inside a decoder
+becomes a DecodingError whose message names no internals.
+
+The bytes decide the format, not the declared type: any `image/*` body is read as whichever accepted
+format its bytes are (clients often label a JPEG `image/png` or `image/jpg`), and a body that is none of
+them is refused with 400 whatever its declared type says. Refusing on a mismatch would break those
+clients and protect nothing, since the readers that run are the same either way.
 
 The limits are the service's own (`AE_MAX_IMAGE_PIXELS`, `AE_MAX_IMAGE_SIDE`), applied per call to the
 size the model runs the image at, padded to its stride multiple (`service.limits`). Pillow's process-wide
@@ -13,18 +21,36 @@ image above it that the service's limit allows is opened by its format's reader 
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from service.codecs.containers import check_container
 from service.codecs.png import encode_png
-from service.errors import DecodingError, InvalidInputError, NotAcceptableError, PayloadTooLargeError
+from service.errors import (
+    DecodingError,
+    InvalidInputError,
+    NotAcceptableError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ServiceError,
+)
 from service.limits import SizeLimits, check_run_size
 
+logger = logging.getLogger(__name__)
+
+# The formats a request body may be, as Pillow names them: those the API documents (`IMAGE_TYPES` in
+# service/api/bodies.py), no others. A camera JPEG with an MPF segment is opened by the JPEG reader too.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+UNDECODABLE = "the body is not a decodable image; send a PNG, JPEG, WebP, BMP, TIFF or GIF file"
 # Response formats by MIME type -> Pillow format name.
 OUTPUT_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+# The longest side each answer format can hold: WebP's 14-bit size fields, libjpeg's JPEG_MAX_DIMENSION.
+# PNG holds 2^31 - 1, more than any limit the service allows.
+OUTPUT_MAX_SIDE = {"image/webp": 16383, "image/jpeg": 65500}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
@@ -49,7 +75,7 @@ def _open_with_format_reader(data: bytes) -> Image.Image:
     """
     Image.init()
     prefix = data[:16]
-    for name in Image.ID:
+    for name in ACCEPTED_FORMATS:  # the same fence as `Image.open(..., formats=ACCEPTED_FORMATS)`
         factory, accept = Image.OPEN[name]
         if accept is not None and accept(prefix) is not True:
             continue  # not this format (a string is Pillow's "almost, but not quite")
@@ -69,7 +95,7 @@ def _open(data: bytes) -> Image.Image:
     against Pillow's limit themselves; those refusals become 413 in `decode_image`.
     """
     try:
-        return Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError:
         return _open_with_format_reader(data)
 
@@ -83,6 +109,7 @@ def decode_image(data: bytes, channels: int, limits: SizeLimits, multiple: int =
     """
     if not data:
         raise DecodingError("the request body is empty; send an encoded image")
+    check_container(data)  # 413 before Pillow walks a structure larger than any image needs
     try:
         with warnings.catch_warnings():
             # Pillow warns on odd EXIF (the image itself may be fine) and, between one and two times its
@@ -94,10 +121,19 @@ def decode_image(data: bytes, channels: int, limits: SizeLimits, multiple: int =
             opened.seek(0)  # first frame of an animation
             image = ImageOps.exif_transpose(opened)
             return _to_model_channels(image, channels)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
-        raise DecodingError(f"the body is not a decodable image ({type(error).__name__})") from error
+    except ServiceError:
+        raise  # the size checks above
     except Image.DecompressionBombError as error:  # a multi-frame reader's own check (see `_open`)
         raise PayloadTooLargeError("image exceeds the decoder's pixel limit") from error
+    except MemoryError as error:
+        # The size was checked first, so this is the server short of memory, not a broken body.
+        raise OverloadedError("the server is short of memory for this image; retry later") from error
+    except Exception as error:
+        # Any failure inside a reader is the body's: Pillow's readers raise far more than OSError and
+        # ValueError on hostile bytes (DDS NotImplementedError, SPIDER AttributeError, a TIFF XMP tag of
+        # numbers TypeError). The client gets a fixed message; the exception goes to the log.
+        logger.info("undecodable image body: %s: %s", type(error).__name__, error)
+        raise DecodingError(UNDECODABLE) from error
 
 
 def check_fixed_size(image: np.ndarray, fixed_size: tuple[int, int] | None) -> None:
@@ -135,8 +171,26 @@ def choose_image_format(accept: str | None) -> str:
     raise NotAcceptableError(f"cannot answer {accept!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
 
 
+def check_answer_size(mime: str, height: int, width: int) -> None:
+    """406 when an answer of `height` x `width` pixels does not fit the format `mime` the client chose.
+
+    The encoders fail on such sizes (Pillow raises, which answered 500): WebP holds 16383 pixels per side,
+    JPEG 65500. Cheap enough to call before inference as well, where the answer's size is known.
+    """
+    longest = OUTPUT_MAX_SIDE.get(mime)
+    if longest is not None and max(height, width) > longest:
+        raise NotAcceptableError(
+            f"a {OUTPUT_FORMATS[mime]} answer holds at most {longest} pixels per side and this one is "
+            f"{height}x{width} (height x width); ask for image/png (Accept: image/png)"
+        )
+
+
 def encode_image(image: np.ndarray, mime: str, png_level: int) -> bytes:
-    """(C, H, W) float in [0, 1] -> encoded bytes (PNG through `encode_png`: fpng at level 1, the default)."""
+    """(C, H, W) float in [0, 1] -> encoded bytes (PNG through `encode_png`: fpng at level 1, the default).
+
+    The format's size limit is checked before any encoding work (406, see `check_answer_size`).
+    """
+    check_answer_size(mime, image.shape[-2], image.shape[-1])
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     hwc = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
     fmt = OUTPUT_FORMATS[mime]
