@@ -2,6 +2,11 @@
 
 Training imports `normalize`/`denormalize` from here so a model sees exactly the same scaling at
 training time and behind the HTTP API.
+
+Numbers stay within float32's arithmetic from the request to the answer, so no answer holds a null
+(JSON's rendering of NaN and Inf): values are at most `MAX_VALUE_MAGNITUDE` in size, normalised values
+at most `MAX_SCALED_MAGNITUDE`, and both are checked before inference (422). `[1e308, 1e308, 1e308,
+-1e308, 5]` was finite, overflowed in the mean and answered 200 with nulls.
 """
 
 from __future__ import annotations
@@ -13,9 +18,34 @@ import numpy as np
 from service.errors import InvalidInputError
 from service.manifest import SequenceInputSpec, SequenceNormalization
 
+# float32 holds up to 3.4e38. The answer multiplies a reconstruction (in normalised units) by the
+# series' spread and adds its mean, so values are capped 8 orders of magnitude below that.
+MAX_VALUE_MAGNITUDE = 1e30
+# Normalised values feed the graph and the per-series squared error (float32): capped so that a
+# square stays finite (dataset statistics with a tiny std can scale a moderate value far up).
+MAX_SCALED_MAGNITUDE = 1e15
+_TOO_LARGE = (
+    "a series holds values too large for float32 arithmetic once normalised; send values within "
+    f"+-{MAX_VALUE_MAGNITUDE:.0e} (rescale the series, e.g. to other units)"
+)
+
 
 def normalize(series: np.ndarray, spec: SequenceNormalization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scale one (T, F) series; returns (scaled, mean, std) so the caller can undo it."""
+    """Scale one (T, F) series; returns (scaled, mean, std) so the caller can undo it.
+
+    422 when the statistics or the scaled values leave float32's range (see `MAX_SCALED_MAGNITUDE`),
+    which values within `MAX_VALUE_MAGNITUDE` never do with per-series statistics.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, not warned about
+        scaled, mean, std = _scale(series, spec)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and np.isfinite(scaled).all()):
+        raise InvalidInputError(_TOO_LARGE)
+    if scaled.size and float(np.abs(scaled).max()) > MAX_SCALED_MAGNITUDE:
+        raise InvalidInputError(_TOO_LARGE)
+    return scaled, mean, std
+
+
+def _scale(series: np.ndarray, spec: SequenceNormalization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     features = series.shape[-1]
     if spec.kind == "per_series":
         # Written out: np.std's generic path costs more than the arithmetic on a short series.
@@ -33,8 +63,19 @@ def normalize(series: np.ndarray, spec: SequenceNormalization) -> tuple[np.ndarr
 
 
 def denormalize(scaled: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Undo `normalize` for a (T, F) series."""
-    return (scaled * std + mean).astype(np.float32)
+    """Undo `normalize` for a (T, F) series.
+
+    The input bounds keep this finite for any sane reconstruction; should a graph still answer values
+    that overflow here, the request is refused (422) rather than answered with nulls.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        restored = (scaled * std + mean).astype(np.float32)
+    if not np.isfinite(restored).all():
+        raise InvalidInputError(
+            "the model's answer for a series overflows float32 in the series' units; "
+            "send the series rescaled to smaller values"
+        )
+    return restored
 
 
 def pad_batch(series: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +111,11 @@ def _as_series(index: int, raw: Any, features: int) -> np.ndarray:
         raise InvalidInputError(f"{where} has {array.shape[1]} features; this model expects {features}")
     if not np.isfinite(array).all():
         raise InvalidInputError(f"{where} holds NaN or Inf")
+    if array.size and float(np.abs(array).max()) > MAX_VALUE_MAGNITUDE:
+        raise InvalidInputError(
+            f"{where} holds a value beyond +-{MAX_VALUE_MAGNITUDE:.0e}, too large for float32 arithmetic; "
+            "rescale the series (e.g. to other units)"
+        )
     return array
 
 
