@@ -79,12 +79,18 @@ def binary_body(request: Request, body: bytes, media: str) -> bytes:
 
 
 def _size_from_headers(request: Request) -> tuple[int, int] | None:
+    """(height, width) from X-Image-Height and X-Image-Width: both or neither, ASCII decimals of 1 to 9 digits.
+
+    `str.isdigit` alone is true for characters `int` refuses ("²", 500 before) and for thousands of
+    digits (which `int` refuses beyond 4300); 9 digits are far above any image side the limits allow.
+    """
     height, width = request.headers.get("x-image-height"), request.headers.get("x-image-width")
     if height is None and width is None:
         return None
-    if not (height and width and height.isdigit() and width.isdigit()):
-        raise InvalidInputError("X-Image-Height and X-Image-Width must both be positive integers")
-    return int(height), int(width)
+    sides = (height or "", width or "")
+    if not all(side.isascii() and side.isdigit() and len(side) <= 9 and int(side) > 0 for side in sides):
+        raise InvalidInputError("X-Image-Height and X-Image-Width must both be positive integers (ASCII digits)")
+    return int(sides[0]), int(sides[1])
 
 
 def _size_from_json(payload: dict[str, Any]) -> tuple[int, int] | None:

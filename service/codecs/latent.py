@@ -22,12 +22,34 @@ from service.errors import DecodingError, InvalidInputError
 
 NPY_MIME = "application/x-npy"
 ShapeCheck = Callable[[tuple[int, ...]], object]  # raises to refuse the shape
+# A latent has at most a batch axis and three more (channels, height, width); NumPy refuses over 64.
+MAX_LATENT_RANK = 8
+# No latent axis comes near this: 2^32 - 1 is the widest side a codec stream's header can declare, and
+# each latent cell stands for several pixels. Larger sizes are refused as invalid (422) before the
+# model's check (which answers 413 with the image size a plausible shape decodes to).
+MAX_LATENT_DIMENSION = 2**32
 # Float widths a `.npy` latent may use; it is converted to float32.
 _NPY_FLOAT_SIZES = (2, 4, 8)
 
 
 def _no_check(shape: tuple[int, ...]) -> None:
     return None
+
+
+def check_declared_shape(shape: object, where: str) -> tuple[int, ...]:
+    """A declared latent shape as a tuple: rank 1 to `MAX_LATENT_RANK`, every size 1 to `MAX_LATENT_DIMENSION`.
+
+    Checked before the shape reaches the model's check or any allocation; booleans (`true` is an int
+    in Python) are not sizes. The byte count is then computed with Python integers, which do not wrap.
+    """
+    if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= MAX_LATENT_RANK:
+        raise InvalidInputError(f"{where} must be a list of 1 to {MAX_LATENT_RANK} positive integers")
+    if not all(type(d) is int and 1 <= d <= MAX_LATENT_DIMENSION for d in shape):
+        raise InvalidInputError(
+            f"{where} {list(shape)[:MAX_LATENT_RANK]} must hold positive integers of at most {MAX_LATENT_DIMENSION} "
+            "(a zero-length axis holds no latent)"
+        )
+    return tuple(shape)
 
 
 def latent_to_json(latent: np.ndarray) -> dict[str, Any]:
@@ -54,8 +76,9 @@ def latent_from_json(payload: Any, check_shape: ShapeCheck = _no_check) -> np.nd
     shape, dtype, data = payload.get("shape"), payload.get("dtype", "float32"), payload.get("data")
     if dtype != "float32":
         raise InvalidInputError(f"latent dtype must be float32, got {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape) and shape):
+    if not isinstance(shape, list):
         raise InvalidInputError("latent shape must be a non-empty list of positive integers")
+    shape = list(check_declared_shape(shape, "latent shape"))
     check_shape(tuple(shape))
     if not isinstance(data, str):
         raise InvalidInputError("latent data must be a base64 string")
@@ -93,8 +116,7 @@ def latent_from_npy(data: bytes, check_shape: ShapeCheck = _no_check) -> np.ndar
         raise DecodingError("the .npy body holds pickled objects, which are not read")
     if dtype.kind != "f" or dtype.itemsize not in _NPY_FLOAT_SIZES:
         raise InvalidInputError("the .npy latent must hold floating-point values (float16, float32 or float64)")
-    if not shape or min(shape) < 1:
-        raise InvalidInputError(f"the .npy latent's shape {list(shape)} must have positive sizes on every axis")
+    shape = check_declared_shape(shape, "the .npy latent's shape")
     check_shape(shape)
     raw = memoryview(data)[stream.tell() :]
     needed = math.prod(shape) * dtype.itemsize
