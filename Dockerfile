@@ -32,7 +32,9 @@ COPY --from=build /opt/venv /opt/venv
 COPY models /models
 USER 10001
 EXPOSE 8000
+# Probes /health/ready at AE_HOST and AE_PORT, as ae-serve reads them (service/healthcheck.py), so a
+# container started with another AE_PORT is probed where it listens.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
+    CMD ["python", "-m", "service.healthcheck"]
 STOPSIGNAL SIGTERM
 CMD ["ae-serve"]

@@ -26,5 +26,11 @@ echo "== build and start, wait for healthy"
 "${COMPOSE[@]}" up -d --build --wait --wait-timeout 300
 docker image ls autoencoder-service --format '{{.Repository}}:{{.Tag}} {{.Size}}'
 
+echo "== healthy by the image's own HEALTHCHECK, on the non-default AE_PORT=18000 (compose overrides neither)"
+container=$("${COMPOSE[@]}" ps -q autoencoder)
+test "$(docker inspect --format '{{.State.Health.Status}}' "$container")" = healthy
+docker inspect --format '{{json .Config.Healthcheck.Test}}' "$container" | grep -q 'service.healthcheck'
+docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$container" | grep -qx 'AE_PORT=18000'
+
 echo "== talk to it"
 python3 scripts/smoke_check.py http://127.0.0.1:18000

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
 from service.logs import configure_logging
@@ -52,9 +56,41 @@ def export_pixel_limit(workers: int) -> None:
     )
 
 
+# uvicorn's exit status for a server, or a worker, that could not start (its app failed to start up).
+STARTUP_FAILURE = 3
+
+
+def settings_or_exit() -> Settings:
+    """The settings from the environment, or exit 2 with one line per mistake (no traceback to read)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            where = "AE_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            lines.append(message if message.startswith("AE_") else f"{where}: {message}")
+        sys.stderr.write("".join(f"ae-serve: {line}\n" for line in lines))
+        raise SystemExit(2) from None
+
+
+def serve_workers(config: uvicorn.Config) -> int:
+    """Run several workers under uvicorn's supervisor; STARTUP_FAILURE when one of them could not start.
+
+    uvicorn's own `run` stops every worker when one fails to start (a missing repository, a broken
+    model) but then returns normally, so `ae-serve` exited 0 and a process manager saw a clean stop.
+    """
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        logger.error("a worker could not start (see its log above); ae-serve exits with status %d", STARTUP_FAILURE)
+        return STARTUP_FAILURE
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse flags (defaults from AE_* settings), export them as settings, start uvicorn."""
-    defaults = Settings()
+    defaults = settings_or_exit()
     parser = argparse.ArgumentParser(prog="ae-serve", description="Serve the model repository over HTTP.")
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port)
@@ -83,18 +119,20 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(args.log_level)
     export_pixel_limit(workers)
     # The service writes its own JSON access line per request (with the request id); uvicorn's is off.
-    uvicorn.run(
-        "service.main:app",
-        host=args.host,
-        port=args.port,
-        workers=workers,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "workers": workers,
+        "log_level": args.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
         # 503 beyond this many open connections (or running requests) per worker. uvicorn has no
         # deadline for a request's headers: this bounds what half-sent headers can hold open.
-        limit_concurrency=defaults.max_connections or None,
-    )
+        "limit_concurrency": defaults.max_connections or None,
+    }
+    if workers > 1:
+        sys.exit(serve_workers(uvicorn.Config("service.main:app", **options)))
+    uvicorn.run("service.main:app", **options)  # exits STARTUP_FAILURE itself when the app cannot start
 
 
 if __name__ == "__main__":

@@ -112,7 +112,15 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         # AE_API_KEYS="key-one,key-two": a comma-separated list reads better in an env file than JSON.
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            # Empty or blank is "no keys" (compose's `${AE_API_KEYS:-}`); anything else that holds no key
+            # (" , ", a stray comma from a template) is a mistake that would leave the API open unnoticed.
+            if value.strip() and not keys:
+                raise ValueError(
+                    f"AE_API_KEYS={value!r} holds no key: list keys separated by commas, "
+                    "or leave it empty (or unset) to run without keys"
+                )
+            return keys
         return value
 
     @model_validator(mode="after")

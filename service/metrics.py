@@ -6,7 +6,9 @@ its values to that folder and a scrape, answered by any one worker, reads all of
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -65,6 +67,7 @@ class ServiceMetrics:
         """The Prometheus text of this app, or of every worker in multi-process mode."""
         if not self.multiprocess():
             return generate_latest(self.registry)
+        forget_dead_workers(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined)
         return generate_latest(combined)
@@ -73,3 +76,32 @@ class ServiceMetrics:
         """At worker exit: its live gauges stop counting."""
         if self.multiprocess():
             multiprocess.mark_process_dead(os.getpid())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def forget_dead_workers(folder: str) -> list[int]:
+    """Remove the live gauges (queue depth, loaded models) of worker processes that no longer exist.
+
+    A worker stopped normally removes its own (`ServiceMetrics.close`); a killed one (OOM killer,
+    SIGKILL) cannot, and its last queue depth was summed into every scrape forever. Its counters and
+    histograms stay: what it did still happened. Run before each multi-process scrape; the cost is one
+    directory listing and one kill(pid, 0) per worker.
+    """
+    gone = set()
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        name = path.stem.rsplit("_", 1)[-1]
+        if name.isdigit() and not _alive(int(name)):
+            gone.add(int(name))
+    for pid in sorted(gone):
+        with contextlib.suppress(FileNotFoundError):  # another worker's scrape removed it first
+            multiprocess.mark_process_dead(pid, folder)
+    return sorted(gone)
