@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service import pipelines as p
 from service.config import Settings
-from service.repository import LoadedModel, latest_version_folder, load_version
+from service.kinds.image import image_reconstruct, prepare_image
+from service.kinds.sequence import prepare_sequences, sequence_encode
+from service.model import LoadedModel
+from service.repository import latest_version_folder, load_version
 
 SETTINGS = Settings(providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
 
@@ -40,21 +42,21 @@ def measure_limits(models: Path, workloads: list[Any]) -> dict[str, dict[str, fl
         model = _latest(models, name)
         if workload.content_type.startswith("image/"):
             operation = "reconstruct"
-            prepared = p.prepare_image(model, workload.body, SETTINGS)
+            feeds = prepare_image(model, workload.body, SETTINGS).feeds
 
             def pipeline(model: LoadedModel = model, body: bytes = workload.body) -> bytes:
-                return p.image_reconstruct(model, body, "image/png", SETTINGS)
+                return image_reconstruct(model, body, "image/png", SETTINGS)
         else:
             operation = "encode"
             raw = json.loads(workload.body)["sequences"]
-            prepared = p.prepare_sequences(model, raw, SETTINGS)
+            feeds = prepare_sequences(model, raw, SETTINGS).feeds
 
             def pipeline(model: LoadedModel = model, body: bytes = workload.body) -> bytes:
-                return json.dumps(p.sequence_encode(model, json.loads(body)["sequences"], SETTINGS)).encode()
+                return json.dumps(sequence_encode(model, json.loads(body)["sequences"], SETTINGS)).encode()
 
         engine = model.engine_for(operation)
 
-        def onnx_only(engine: Any = engine, feeds: Any = prepared.feeds) -> Any:
+        def onnx_only(engine: Any = engine, feeds: Any = feeds) -> Any:
             return engine.run(feeds)
 
         limits[workload.name] = {

@@ -13,7 +13,7 @@ from http import HTTPStatus
 class ServiceError(Exception):
     """Base class: `status` and `code` are the HTTP contract, `message` is shown to the client."""
 
-    status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    status: int = HTTPStatus.INTERNAL_SERVER_ERROR
     code: str = "internal_error"
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
@@ -111,3 +111,14 @@ class RequestTimeoutError(ServiceError):
 
     status = HTTPStatus.GATEWAY_TIMEOUT
     code = "timeout"
+
+
+class ClientGoneError(ServiceError):
+    """The client disconnected before its answer was ready: its work was dropped or discarded.
+
+    Nobody reads this answer; its status (499, nginx's "client closed request") labels the request in
+    the access log and the metrics, apart from the service's own failures.
+    """
+
+    status = 499
+    code = "client_gone"

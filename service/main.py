@@ -12,37 +12,29 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from service.api.auth import require_api_key, require_api_key_for_health, require_api_key_for_metrics
-from service.api.fast_path import InferenceFastPath
 from service.api.routes import health, inference, metrics, models
+from service.batching import ProcessLoad
 from service.config import Settings
 from service.handlers import install_error_handlers
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.repository import ModelLoadError, ModelRepository
-from service.runner import PipelineRunner
 from service.state import ServiceState
 
 logger = logging.getLogger("service")
 
 
 def _observe(metrics: ServiceMetrics, repository: ModelRepository) -> None:
-    """Attach inference metrics to every engine and publish the loaded models."""
+    """Attach metrics to every engine and batcher and publish the loaded models."""
     for name, versions in repository.models.items():
         for version, model in versions.items():
             metrics.models.labels(name, str(version), model.manifest.task, ",".join(model.providers)).set(1)
             for role, engine in model.engines.items():
-                timing = metrics.inference.labels(name, role)
-                sizes = metrics.batch_size.labels(name, role)
-
-                def on_run(seconds: float, batch: int, timing: Any = timing, sizes: Any = sizes) -> None:
-                    timing.observe(seconds)
-                    sizes.observe(batch)
-
-                engine.on_run = on_run
+                metrics.observe_graph(name, role, engine, model.handler.batchers[role])
 
 
-async def _load(state: ServiceState, metrics: ServiceMetrics, runner: PipelineRunner) -> None:
+async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> None:
     try:
         # Loading and warm-up block (hashing, session creation): keep the event loop free meanwhile.
         state.repository = await asyncio.to_thread(ModelRepository.load, state.settings)
@@ -50,7 +42,8 @@ async def _load(state: ServiceState, metrics: ServiceMetrics, runner: PipelineRu
         logger.error("model repository failed to load: %s", error)
         raise
     _observe(metrics, state.repository)
-    runner.start(state.repository)
+    for model in state.repository.loaded():
+        model.handler.start(process)
     state.ready = True
     loaded = sum(len(v) for v in state.repository.models.values())
     if (readiness := state.readiness()) in ("ready", "partial"):
@@ -92,18 +85,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; settings default to the environment (`AE_*`)."""
     state = ServiceState(settings or Settings())
     service_metrics = ServiceMetrics()
-    runner = PipelineRunner(service_metrics, state.settings)
+    process = ProcessLoad()
     configure_logging(state.settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore_signal = _not_ready_on_sigterm(state)
-        await _load(state, service_metrics, runner)
+        await _load(state, service_metrics, process)
         try:
             yield
         finally:
             state.ready = False
-            await runner.stop()
+            if state.repository is not None:
+                await asyncio.gather(*(model.handler.stop() for model in state.repository.loaded()))
             service_metrics.close()
             restore_signal()
             logger.info("shut down")
@@ -117,10 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     app.state.metrics = service_metrics
-    app.state.runner = runner
     install_error_handlers(app)
-    # Starlette runs the last-added middleware first: request context outside, the fast path inside it.
-    app.add_middleware(InferenceFastPath)
     app.add_middleware(RequestContextMiddleware, state=state, metrics=service_metrics)
     app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
     app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])

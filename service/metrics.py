@@ -12,6 +12,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from service.batching import MicroBatcher
+from service.engine import OnnxEngine
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -50,6 +53,13 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.abandoned = Counter(
+            "ae_abandoned_requests",
+            "Requests abandoned (client disconnected, deadline passed) by the phase they reached; "
+            "only `running` and `finishing` ran their graph",
+            ["model", "graph", "reason", "phase"],
+            registry=r,
+        )
         self.models = Gauge(
             "ae_model_loaded",
             "Loaded model versions and the providers they run on",
@@ -57,6 +67,26 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+
+    def observe_graph(self, model: str, graph: str, engine: OnnxEngine, batcher: MicroBatcher) -> None:
+        """Attach this registry's metrics to one graph's engine and batcher."""
+        timing = self.inference.labels(model, graph)
+        sizes = self.batch_size.labels(model, graph)
+        depth = self.queue_depth.labels(model)
+
+        def on_run(seconds: float, batch: int) -> None:
+            timing.observe(seconds)
+            sizes.observe(batch)
+
+        def on_depth(delta: int) -> None:
+            depth.inc(delta)
+
+        def on_abandoned(reason: str, phase: str) -> None:
+            self.abandoned.labels(model, graph, reason, phase).inc()
+
+        engine.on_run = on_run
+        batcher.on_depth = on_depth
+        batcher.on_abandoned = on_abandoned
 
     @staticmethod
     def multiprocess() -> bool:

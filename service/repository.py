@@ -7,7 +7,8 @@ Loading, in order, for each version folder the policy names:
 1. validate `model.json` against the schema;
 2. check every graph file's sha256 against the manifest;
 3. create an ONNX Runtime session per graph and read back the providers in use;
-4. run one warm-up inference per graph (the first run allocates and, on GPU, compiles kernels).
+4. run one warm-up inference per graph (the first run allocates and, on GPU, compiles kernels);
+5. attach the handler of the model's kind (`service.kinds`), which serves its requests.
 A failure skips that version: the reason goes to the log and to `GET /v1/models` (authenticated),
 and `/health/ready` answers 503 until it is fixed, unless `AE_ALLOW_PARTIAL` lets the rest serve.
 A failed default version never silently hands its requests to an older one (see `default_version`).
@@ -25,8 +26,10 @@ import numpy as np
 from service.codecs.bitstream import EntropyTables
 from service.config import Settings
 from service.engine import OnnxEngine
-from service.errors import ModelUnavailableError, NotFoundError, ServiceError, UnsupportedOperationError
-from service.manifest import GRAPH_FOR_OPERATION, MANIFEST_FILE, Manifest, load_manifest, sha256_of
+from service.errors import ModelUnavailableError, NotFoundError, ServiceError
+from service.kinds import handler_for
+from service.manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_of
+from service.model import LoadedModel
 from service.policy import POLICY_FILE, VersionPolicy, VersionPolicyError, VersionRule, load_policy
 
 logger = logging.getLogger(__name__)
@@ -57,39 +60,6 @@ class LoadFailure:
     def key(self) -> str:
         """`NAME/VERSION`, or `NAME` for a failure of the whole model."""
         return self.model if self.version is None else f"{self.model}/{self.version}"
-
-
-@dataclass
-class LoadedModel:
-    """A verified manifest and one engine per graph."""
-
-    manifest: Manifest
-    engines: dict[str, OnnxEngine]
-    tables: EntropyTables | None = None
-
-    @property
-    def providers(self) -> list[str]:
-        """Providers in use, merged over the graphs (CUDA first when any graph got it)."""
-        merged: list[str] = []
-        for engine in self.engines.values():
-            merged += [p for p in engine.providers if p not in merged]
-        return merged
-
-    def require(self, operation: str) -> None:
-        """409 `unsupported_operation` when the model does not offer the operation."""
-        if operation not in self.manifest.operations:
-            raise UnsupportedOperationError(
-                f"model {self.manifest.name!r} does not support {operation!r}; "
-                f"it supports {', '.join(self.manifest.operations)}"
-            )
-
-    def engine_for(self, operation: str) -> OnnxEngine:
-        """The engine of the graph an operation runs (`encode` -> encoder, ...); 409 when absent."""
-        role = GRAPH_FOR_OPERATION[operation]
-        if role not in self.engines:
-            self.require(operation)
-            raise UnsupportedOperationError(f"model {self.manifest.name!r} has no {role} graph")
-        return self.engines[role]
 
 
 def version_folders(model_folder: Path) -> list[Path]:
@@ -143,7 +113,12 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
         except Exception as error:  # ONNX Runtime raises its own untyped errors
             raise ModelLoadError(f"{graph.file} failed to load or warm up: {error}") from error
         engines[role] = engine
-    return LoadedModel(manifest, engines, _load_tables(folder, manifest))
+    model = LoadedModel(manifest, engines, _load_tables(folder, manifest))
+    try:
+        model.handler = handler_for(model, settings)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    return model
 
 
 def _verified(folder: Path, name: str, sha256: str, what: str) -> Path:
@@ -233,6 +208,10 @@ class ModelRepository:
     def _fail(self, failure: LoadFailure) -> None:
         logger.error("model %s failed to load, not serving it: %s", failure.key, failure.reason)
         self.failures.append(failure)
+
+    def loaded(self) -> list[LoadedModel]:
+        """Every loaded model version."""
+        return [model for versions in self.models.values() for model in versions.values()]
 
     def unserved(self) -> list[LoadFailure]:
         """The failures that leave a policy-named version without anything serving it.

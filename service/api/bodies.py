@@ -1,20 +1,30 @@
-"""Request bodies by content type: raw images, multipart uploads, JSON, latents."""
+"""Request bodies: read under a deadline, then checked by content type (raw images, multipart, JSON, latents).
+
+What runs on the event loop is cheap: headers and media types. Parsing JSON and latents is part of a
+request's prepare stage, which runs in a worker thread (see `service.batching`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import numpy as np
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
-from service.api.deps import read_body
 from service.codecs.json_body import parse_json
 from service.codecs.latent import NPY_MIME, ShapeCheck, latent_from_json, latent_from_npy
-from service.config import Settings
-from service.errors import DecodingError, InvalidInputError, UnsupportedMediaTypeError
+from service.errors import (
+    BodyTimeoutError,
+    ClientGoneError,
+    DecodingError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 
-INLINE_JSON_MAX_BYTES = 8192
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff", "image/gif")
 
 
@@ -23,9 +33,29 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def request_body(request: Request, settings: Settings) -> bytes:
-    """The whole body, within the size limit and the body read deadline: read before admission."""
-    return await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body within `timeout_s`, refusing more than `limit` bytes without reading them all.
+
+    Past the deadline: 408 with `Connection: close`, so a client trickling its body is cut off. A client
+    that disconnects while sending is a normal event: 499 `client_gone` (logged at info, never as an error).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except ClientDisconnect as error:
+        raise ClientGoneError("the client disconnected while sending the body") from error
+    except TimeoutError as error:
+        message = f"the body was not received within {timeout_s:g} s"
+        raise BodyTimeoutError(message, headers={"Connection": "close"}) from error
+    return b"".join(chunks)
 
 
 async def image_bytes(request: Request, body: bytes) -> bytes:
@@ -51,31 +81,11 @@ async def image_bytes(request: Request, body: bytes) -> bytes:
     )
 
 
-async def parsed_json(body: bytes) -> Any:
-    """JSON parsed in a worker thread, unless the body is small enough to parse on the event loop.
-
-    Bodies up to INLINE_JSON_MAX_BYTES are parsed in place: orjson reads 8 KiB of numbers in ~25 us,
-    less than the hop to a thread and back (~100 us). A 32 MB body took 2.7 s with `json` on the loop.
-    """
-    if len(body) <= INLINE_JSON_MAX_BYTES:
-        return parse_json(body)
-    return await run_in_threadpool(parse_json, body)
-
-
-async def json_body(request: Request, body: bytes) -> Any:
-    """A JSON body (Content-Type application/json required), parsed off the event loop."""
-    kind = media_type(request)
-    if kind != "application/json":
-        raise UnsupportedMediaTypeError(f"send Content-Type: application/json; got {kind or 'none'}")
-    return await parsed_json(body)
-
-
-def binary_body(request: Request, body: bytes, media: str) -> bytes:
-    """A body of exactly one media type (e.g. a compressed stream as application/octet-stream)."""
+def require_media(request: Request, media: str) -> None:
+    """415 unless the body is of exactly one media type (JSON, or a stream as application/octet-stream)."""
     kind = media_type(request)
     if kind != media:
         raise UnsupportedMediaTypeError(f"send Content-Type: {media}; got {kind or 'none'}")
-    return body
 
 
 def _size_from_headers(request: Request) -> tuple[int, int] | None:
@@ -102,15 +112,24 @@ def _size_from_json(payload: dict[str, Any]) -> tuple[int, int] | None:
     return size[0], size[1]
 
 
-async def latent_body(request: Request, body: bytes, check_shape: ShapeCheck) -> tuple[Any, tuple[int, int] | None]:
-    """(latent array, optional original size) from JSON or `.npy` (size then from X-Image-* headers).
+def latent_source(request: Request) -> tuple[str, tuple[int, int] | None]:
+    """The latent's media type (415 unless JSON or `.npy`) and, for `.npy`, the size in X-Image-* headers."""
+    kind = media_type(request)
+    if kind == NPY_MIME:
+        return kind, _size_from_headers(request)
+    if kind == "application/json":
+        return kind, None
+    raise UnsupportedMediaTypeError(f"send the latent as application/json or {NPY_MIME}; got {kind or 'none'}")
+
+
+def parse_latent(
+    kind: str, body: bytes, header_size: tuple[int, int] | None, check_shape: ShapeCheck
+) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """(latent, optional original size) from a body of `kind` (see `latent_source`); a prepare stage.
 
     `check_shape` sees the declared shape before the latent's data is decoded.
     """
-    kind = media_type(request)
     if kind == NPY_MIME:
-        return latent_from_npy(body, check_shape), _size_from_headers(request)
-    if kind == "application/json":
-        payload = await parsed_json(body)
-        return latent_from_json(payload, check_shape), _size_from_json(payload) if isinstance(payload, dict) else None
-    raise UnsupportedMediaTypeError(f"send the latent as application/json or {NPY_MIME}; got {kind or 'none'}")
+        return latent_from_npy(body, check_shape), header_size
+    payload = parse_json(body)
+    return latent_from_json(payload, check_shape), _size_from_json(payload) if isinstance(payload, dict) else None

@@ -6,16 +6,12 @@ would cost a thread hop per dependency per request for what are attribute lookup
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.config import Settings
-from service.errors import BodyTimeoutError, NotReadyError, PayloadTooLargeError
-from service.repository import LoadedModel, ModelRepository
-from service.runner import PipelineRunner
+from service.errors import NotReadyError
+from service.repository import ModelRepository
 from service.state import ServiceState
 
 
@@ -41,48 +37,3 @@ async def get_repository(state: Annotated[ServiceState, Depends(get_state)]) -> 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
-
-
-@dataclass(frozen=True)
-class Inference:
-    """Everything an inference route needs, resolved by one dependency.
-
-    One node instead of a chain (state -> repository -> model, settings, runner): FastAPI's
-    dependency solving costs a measurable fraction of a millisecond per node on every request.
-    """
-
-    model: LoadedModel
-    settings: Settings
-    runner: PipelineRunner
-
-
-async def get_inference(request: Request, name: str, version: int | None = None) -> Inference:
-    """The addressed model (the highest version unless the path names one), settings and runner."""
-    state: ServiceState = request.app.state.service
-    model = ready_repository(state).get(name, version)
-    return Inference(model, state.settings, request.app.state.runner)
-
-
-InferenceDep = Annotated[Inference, Depends(get_inference)]
-
-
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The request body within `timeout_s`, refusing more than `limit` bytes without reading them all.
-
-    Past the deadline: 408 with `Connection: close`, so a client trickling its body is cut off.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError as error:
-        message = f"the body was not received within {timeout_s:g} s"
-        raise BodyTimeoutError(message, headers={"Connection": "close"}) from error
-    return b"".join(chunks)

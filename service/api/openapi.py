@@ -173,3 +173,15 @@ RECONSTRUCT_DOC: dict[str, Any] = {
         **_ERRORS,
     },
 }
+
+# The inference routes read their path parameters themselves (see `service.api.routes.inference`),
+# so FastAPI does not infer them: declared here, for the routes without and with a version.
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "model name"}
+_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "model version (at most 9 digits)",
+}
+PATH_PARAMETERS: dict[bool, list[dict[str, Any]]] = {False: [_NAME], True: [_NAME, _VERSION]}

@@ -1,109 +1,172 @@
-"""The micro-batcher: concurrent compatible requests share a run; idle requests never wait."""
+"""The micro-batcher: admission, batching of queued requests, and what happens to abandoned ones."""
 
 import asyncio
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher, merge, split
-from service.errors import OverloadedError
+from service.batching import BatchPolicy, MicroBatcher, ProcessLoad, merge, split
+from service.errors import OverloadedError, RequestTimeoutError
+from service.stages import Job, Prepared
 
 
-class RecordingEngine:
-    """Doubles its input and records the batch size of every run."""
+class GatedEngine:
+    """Doubles its input and records each run's batch size.
 
-    def __init__(self, delay: float = 0.0) -> None:
+    A run whose first value has a gate (`hold(value)`) waits until that gate opens (`release(value)`).
+    """
+
+    def __init__(self) -> None:
         self.batches: list[int] = []
-        self.delay = delay
+        self.waiting = 0
+        self.gates: dict[float, threading.Event] = {}
+
+    def hold(self, value: float) -> None:
+        self.gates[value] = threading.Event()
+
+    def release(self, value: float | None = None) -> None:
+        for key, gate in self.gates.items():
+            if value is None or key == value:
+                gate.set()
 
     def run(self, feeds):
-        time.sleep(self.delay)
+        gate = self.gates.get(float(feeds["x"][0, 0]))
+        if gate is not None:
+            self.waiting += 1
+            assert gate.wait(10)
+            self.waiting -= 1
         self.batches.append(len(feeds["x"]))
         return {"y": feeds["x"] * 2}
+
+
+BUSY = 9.0  # the value of the request `Harness.busy` holds
 
 
 def _feeds(value: float, rows: int = 1):
     return {"x": np.full((rows, 3), value, np.float32)}
 
 
-async def _with_batcher(engine, coroutine, **options):
-    settings = {"max_batch_size": 8, "max_wait_ms": 0.0, "max_queue": 4, **options}
-    with ThreadPoolExecutor(1) as executor:
-        batcher = MicroBatcher(engine, executor, **settings)
-        batcher.start()
+def _job(key, value: float = 1.0, rows: int = 1, prepare_s: float = 0.0) -> Job:
+    def prepare():
+        time.sleep(prepare_s)
+        return Prepared(key, _feeds(value, rows), rows)
+
+    return Job(prepare, lambda outputs, rows: outputs["y"])
+
+
+async def _until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not condition():
+        assert time.perf_counter() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+class Harness:
+    """A started batcher on the running loop, its engine, and what it reported as abandoned."""
+
+    def __init__(self, engine: GatedEngine, **policy) -> None:
+        options = {"max_batch_size": 8, "max_wait_s": 0.0, "max_queue": 16, "timeout_s": 5.0, **policy}
+        self.engine = engine
+        self.batcher = MicroBatcher(engine, BatchPolicy(**options))
+        self.abandoned: list[tuple[str, str]] = []
+        self.batcher.on_abandoned = lambda reason, phase: self.abandoned.append((reason, phase))
+
+    def run(self, job: Job, timeout_s: float = 5.0) -> asyncio.Task:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        return asyncio.ensure_future(self.batcher.execute(job, deadline))
+
+    async def busy(self) -> list[asyncio.Task]:
+        """Occupy the graph: one request runs inline in its thread, held until `release(BUSY)`."""
+        self.engine.hold(BUSY)
+        held = [self.run(_job("busy", BUSY))]
+        await _until(lambda: self.engine.waiting == 1)
+        return held
+
+
+def _with(engine: GatedEngine, scenario, **policy):
+    async def main():
+        harness = Harness(engine, **policy)
+        harness.batcher.start(ProcessLoad())
         try:
-            return await coroutine(batcher)
+            return await scenario(harness)
         finally:
-            await batcher.stop()
+            engine.release()
+            await harness.batcher.stop()
+
+    return asyncio.run(main())
 
 
-def test_two_concurrent_requests_are_served_as_one_batch():
-    engine = RecordingEngine()
+def test_queued_compatible_requests_share_one_run():
+    engine = GatedEngine()
 
-    async def two(batcher):
-        return await asyncio.gather(batcher.submit("k", _feeds(1.0), 5), batcher.submit("k", _feeds(2.0, 2), 5))
+    async def scenario(h: Harness):
+        held = await h.busy()
+        queued = [h.run(_job("k", 1.0)), h.run(_job("k", 2.0, rows=2))]
+        await _until(lambda: h.batcher.queued == 2)
+        h.engine.release(BUSY)
+        await asyncio.gather(*held)
+        return await asyncio.gather(*queued)
 
-    first, second = asyncio.run(_with_batcher(engine, two))
-    assert engine.batches == [3]
-    assert first["y"].tolist() == [[2.0] * 3] and second["y"].tolist() == [[4.0] * 3] * 2
+    first, second = _with(engine, scenario)
+    assert engine.batches == [1, 3]  # the held request, then the queued pair as one run
+    assert first.tolist() == [[2.0] * 3] and second.tolist() == [[4.0] * 3] * 2
 
 
 def test_incompatible_shapes_run_apart_and_batches_respect_the_limit():
-    engine = RecordingEngine()
+    engine = GatedEngine()
 
-    async def mixed(batcher):
-        return await asyncio.gather(
-            batcher.submit("a", _feeds(1.0, 6), 5),
-            batcher.submit("b", _feeds(1.0), 5),
-            batcher.submit("a", _feeds(1.0, 3), 5),
-        )
+    async def scenario(h: Harness):
+        held = await h.busy()
+        queued = [h.run(_job("a", rows=6)), h.run(_job("b")), h.run(_job("a", rows=3))]
+        await _until(lambda: h.batcher.queued == 3)
+        h.engine.release(BUSY)
+        await asyncio.gather(*held, *queued)
 
-    asyncio.run(_with_batcher(engine, mixed))
-    assert sorted(engine.batches) == [1, 3, 6]  # 6 + 3 > 8 rows, and "b" has another shape
+    _with(engine, scenario)
+    # The held request, then 6 + 3 > 8 rows apart, and "b" (another key) apart.
+    assert engine.batches[0] == 1 and sorted(engine.batches[1:]) == [1, 3, 6]
 
 
 def test_a_lone_request_does_not_wait_for_company():
-    engine = RecordingEngine()
+    engine = GatedEngine()
 
-    async def lone(batcher):
+    async def scenario(h: Harness):
         started = time.perf_counter()
-        await batcher.submit("k", _feeds(1.0), 5)
+        await h.run(_job("k"))
         return time.perf_counter() - started
 
-    elapsed = asyncio.run(_with_batcher(engine, lone, max_wait_ms=2000.0))
-    assert elapsed < 1.0  # far below max_wait: nobody else was coming, so it ran at once
+    assert _with(engine, scenario, max_wait_s=2.0) < 1.0  # far below max_wait: it ran at once
 
 
 def test_expected_company_is_waited_for():
-    engine = RecordingEngine()
+    engine = GatedEngine()
 
-    async def staggered(batcher):
-        batcher.incoming = 1  # one more request is decoding its body
+    async def scenario(h: Harness):
+        held = await h.busy()
+        first = h.run(_job("k"))
+        await _until(lambda: h.batcher.queued == 1)
+        late = h.run(_job("k", prepare_s=0.3))  # still preparing when the graph frees up
+        h.engine.release(BUSY)
+        await asyncio.gather(*held, first, late)
 
-        async def late():
-            await asyncio.sleep(0.05)
-            batcher.incoming = 0
-            return await batcher.submit("k", _feeds(2.0), 5)
-
-        return await asyncio.gather(batcher.submit("k", _feeds(1.0), 5), late())
-
-    asyncio.run(_with_batcher(engine, staggered, max_wait_ms=1000.0))
-    assert engine.batches == [2]
+    _with(engine, scenario, max_wait_s=2.0)
+    assert engine.batches == [1, 2]
 
 
-def test_a_full_queue_answers_overloaded_at_once():
-    engine = RecordingEngine(delay=0.2)
+def test_admission_past_the_bound_answers_overloaded_at_once():
+    async def scenario(h: Harness):
+        async with h.batcher.admit(), h.batcher.admit():
+            with pytest.raises(OverloadedError) as refused:
+                async with h.batcher.admit():
+                    pass
+            assert h.batcher.process.in_flight == 2
+        assert h.batcher.process.in_flight == 0
+        return refused.value
 
-    async def flood(batcher):
-        tasks = [asyncio.ensure_future(batcher.submit(i, _feeds(1.0), 5)) for i in range(8)]
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    results = asyncio.run(_with_batcher(engine, flood))
-    overloaded = [r for r in results if isinstance(r, OverloadedError)]
-    assert overloaded and all(r.headers["Retry-After"] == "1" for r in overloaded)
-    assert sum(isinstance(r, dict) for r in results) == len(results) - len(overloaded)
+    refused = _with(GatedEngine(), scenario, max_queue=2)
+    assert refused.headers["Retry-After"] == "1"
 
 
 def test_merge_and_split_round_trip():
@@ -115,39 +178,90 @@ def test_merge_and_split_round_trip():
     assert merge([parts[0]])["x"] is parts[0]["x"]  # a batch of one is not copied
 
 
-@pytest.mark.parametrize("rows", [1, 5])
-def test_engine_errors_reach_every_waiting_request(rows):
-    class Broken(RecordingEngine):
+@pytest.mark.parametrize("queued", [False, True])
+def test_engine_errors_reach_the_request(queued):
+    class Broken(GatedEngine):
         def run(self, feeds):
-            raise RuntimeError("boom")
+            if feeds["x"][0, 0] == 7.0:
+                raise RuntimeError("boom")
+            return super().run(feeds)
 
-    async def one(batcher):
-        return await asyncio.gather(batcher.submit("k", _feeds(1.0, rows), 5), return_exceptions=True)
+    async def scenario(h: Harness):
+        held = await h.busy() if queued else []
+        failing = h.run(_job("k", 7.0))
+        if queued:
+            await _until(lambda: h.batcher.queued == 1)
+            h.engine.release(BUSY)
+        return (await asyncio.gather(failing, *held, return_exceptions=True))[0]
 
-    (result,) = asyncio.run(_with_batcher(Broken(), one))
-    assert isinstance(result, RuntimeError)
+    assert isinstance(_with(Broken(), scenario), RuntimeError)
 
 
-def test_admission_refuses_before_any_work(tiny_models):
-    from http import HTTPStatus
+def test_a_cancelled_queued_request_is_dropped_before_it_runs():
+    engine = GatedEngine()
 
-    from fastapi.testclient import TestClient
+    async def scenario(h: Harness):
+        held = await h.busy()
+        gone = h.run(_job("k", 3.0))
+        await _until(lambda: h.batcher.queued == 1)
+        gone.cancel()  # what a client disconnect does to the request's task
+        await asyncio.gather(gone, return_exceptions=True)
+        assert h.batcher.queued == 0
+        h.engine.release(BUSY)
+        await asyncio.gather(*held)
+        await asyncio.sleep(0.05)
+        return h.abandoned
 
-    from service.main import create_app
-    from tests.service.conftest import png_bytes, service_settings
+    assert _with(engine, scenario) == [("disconnect", "queued")]
+    assert engine.batches == [1]  # the held request ran; the cancelled one never did
 
-    app = create_app(service_settings(tiny_models, max_queue=1))
-    with TestClient(app) as client:
-        model = app.state.service.repository.get("tiny-image")
-        batcher = app.state.runner.batchers[id(model.engine_for("reconstruct"))]
-        batcher.admitted = 1  # one request already in flight for this graph
-        refused = client.post(
-            "/v1/models/tiny-image/reconstruct", content=b"never decoded", headers={"content-type": "image/png"}
-        )
-        assert refused.status_code == HTTPStatus.SERVICE_UNAVAILABLE
-        assert refused.json()["error"]["code"] == "overloaded" and refused.headers["retry-after"] == "1"
-        batcher.admitted = 0
-        ok = client.post(
-            "/v1/models/tiny-image/reconstruct", content=png_bytes(8, 8), headers={"content-type": "image/png"}
-        )
-        assert ok.status_code == HTTPStatus.OK and batcher.admitted == 0
+
+def test_a_request_past_its_deadline_in_the_queue_is_504_and_never_runs():
+    engine = GatedEngine()
+
+    async def scenario(h: Harness):
+        held = await h.busy()
+        late = h.run(_job("k"), timeout_s=0.1)
+        result = (await asyncio.gather(late, return_exceptions=True))[0]
+        h.engine.release(BUSY)
+        await asyncio.gather(*held)
+        await asyncio.sleep(0.05)
+        return result, h.abandoned
+
+    result, abandoned = _with(engine, scenario)
+    assert isinstance(result, RequestTimeoutError)
+    assert abandoned == [("deadline", "queued")] and engine.batches == [1]
+
+
+def test_a_request_abandoned_while_preparing_is_not_run_inline():
+    engine = GatedEngine()
+
+    async def scenario(h: Harness):
+        result = (await asyncio.gather(h.run(_job("k", prepare_s=0.3), timeout_s=0.05), return_exceptions=True))[0]
+        await asyncio.sleep(0.5)  # the thread finishes preparing meanwhile, and must not run the graph
+        return result, h.abandoned
+
+    result, abandoned = _with(engine, scenario)
+    assert isinstance(result, RequestTimeoutError)
+    assert abandoned == [("deadline", "preparing")] and engine.batches == []
+
+
+def test_a_running_batch_finishes_and_an_abandoned_result_is_discarded():
+    engine = GatedEngine()
+
+    async def scenario(h: Harness):
+        held = await h.busy()
+        h.engine.hold(8.0)
+        late = h.run(_job("k", 8.0), timeout_s=1.0)  # queued behind the busy request, then held in its run
+        kept = h.run(_job("k", 8.0))  # shares that run
+        await _until(lambda: h.batcher.queued == 2)
+        h.engine.release(BUSY)
+        await _until(lambda: h.engine.waiting == 1 and h.batcher.queued == 0)
+        timed_out = (await asyncio.gather(late, return_exceptions=True))[0]
+        h.engine.release(8.0)
+        await asyncio.gather(*held)
+        return timed_out, await kept, h.abandoned
+
+    timed_out, kept, abandoned = _with(engine, scenario)
+    assert isinstance(timed_out, RequestTimeoutError) and kept.tolist() == [[16.0] * 3]
+    assert abandoned == [("deadline", "running")] and engine.batches == [1, 2]  # the batch ran to its end

@@ -92,15 +92,15 @@ def test_api_keys_from_the_environment(monkeypatch):
 
 
 def test_a_slow_request_times_out_with_504(tiny_models, monkeypatch):
-    from service import pipelines
+    from service.kinds import image
 
-    original = pipelines.finish_image
+    original = image.finish_image
 
     def slow(*args, **kwargs):
         time.sleep(0.5)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipelines, "finish_image", slow)
+    monkeypatch.setattr(image, "finish_image", slow)
     with TestClient(create_app(service_settings(tiny_models, request_timeout_s=0.1))) as client:
         response = client.post(
             "/v1/models/tiny-image/reconstruct", content=png_bytes(8, 8), headers={"content-type": "image/png"}

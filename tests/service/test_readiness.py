@@ -17,7 +17,8 @@ from typing import cast
 
 import pytest
 
-from service.repository import LoadedModel, LoadFailure, ModelRepository
+from service.model import LoadedModel
+from service.repository import LoadFailure, ModelRepository
 from tests.service.conftest import ALL_VERSIONS
 from tests.service.server import running_server
 

@@ -19,11 +19,9 @@ from PIL import Image
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
-from service import compression
-from service.compression import psnr
 from service.config import Settings
-from service.pipelines import run_direct
-from service.repository import LoadedModel
+from service.kinds.codec import codec_decode, codec_encode, psnr
+from service.model import LoadedModel
 from training.evaluate.images import png_bytes, select_images, write_report
 from training.evaluate.rd import bd_rate, psnr_at_rate
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
@@ -50,12 +48,9 @@ def _pillow_point(original: np.ndarray, fmt: str, quality: int) -> dict[str, flo
 
 
 def _codec_point(model: LoadedModel, original: np.ndarray, png: bytes) -> dict[str, float]:
-    prepared = compression.prepare_codec_image(model, png, _SETTINGS)
-    encoded = run_direct(model, "encode", prepared, compression.finish_stream, model)
-    stream = compression.prepare_stream(model, encoded.stream, _SETTINGS)
-    decoded_png = run_direct(model, "decode", stream, lambda out, size: out["reconstruction"][0])
-    height, width = original.shape[:2]
-    pixels = np.rint(np.clip(decoded_png[:, :height, :width], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+    encoded = codec_encode(model, png, _SETTINGS)
+    decoded = codec_decode(model, encoded.stream, _SETTINGS)
+    pixels = np.rint(np.clip(decoded, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     return _score(original, pixels, len(encoded.stream))
 
 

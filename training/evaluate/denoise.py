@@ -19,10 +19,10 @@ from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means
 from tqdm import tqdm
 
-from service.compression import psnr
 from service.config import Settings
-from service.pipelines import image_reconstruct
-from service.repository import LoadedModel
+from service.kinds.codec import psnr
+from service.kinds.image import image_reconstruct
+from service.model import LoadedModel
 from training.evaluate.images import png_bytes, select_images, write_report
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_denoise_crops

@@ -18,9 +18,9 @@ import numpy as np
 
 from service.codecs.sequence import normalize
 from service.config import Settings
+from service.kinds.sequence import sequence_encode, sequence_reconstruct
 from service.manifest import SequenceNormalization
-from service.pipelines import sequence_encode, sequence_reconstruct
-from service.repository import LoadedModel
+from service.model import LoadedModel
 from training.data import read_sequences, split_indices
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_error_distributions

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from service.compression import psnr
 from service.config import Settings
+from service.kinds.codec import psnr
+from service.kinds.image import image_reconstruct
 from service.manifest import ImageInputSpec
-from service.pipelines import image_reconstruct
-from service.repository import LoadedModel
+from service.model import LoadedModel
 from training.data import image_files, split_files
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.config import Settings
-from service.repository import LoadedModel, latest_version_folder, load_version
+from service.model import LoadedModel
+from service.repository import latest_version_folder, load_version
 
 EVALUATIONS = Path("docs/evaluation")
 

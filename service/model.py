@@ -1,0 +1,53 @@
+"""A loaded model version: its verified manifest, one engine per graph, and the handler that serves it.
+
+The handler (`service.kinds`) is chosen by the model's kind when the version loads and owns the
+request path for it: body parsing, the stages, and one micro-batcher per graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from service.codecs.bitstream import EntropyTables
+from service.engine import OnnxEngine
+from service.errors import UnsupportedOperationError
+from service.manifest import GRAPH_FOR_OPERATION, Manifest
+
+if TYPE_CHECKING:  # the handler modules import this one
+    from service.kinds.base import ModelHandler
+
+
+@dataclass
+class LoadedModel:
+    """A verified manifest and one engine per graph."""
+
+    manifest: Manifest
+    engines: dict[str, OnnxEngine]
+    tables: EntropyTables | None = None
+    # Set by `service.repository.load_version` once the engines are warm.
+    handler: ModelHandler = field(init=False, repr=False)
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers in use, merged over the graphs (CUDA first when any graph got it)."""
+        merged: list[str] = []
+        for engine in self.engines.values():
+            merged += [p for p in engine.providers if p not in merged]
+        return merged
+
+    def require(self, operation: str) -> None:
+        """409 `unsupported_operation` when the model does not offer the operation."""
+        if operation not in self.manifest.operations:
+            raise UnsupportedOperationError(
+                f"model {self.manifest.name!r} does not support {operation!r}; "
+                f"it supports {', '.join(self.manifest.operations)}"
+            )
+
+    def engine_for(self, operation: str) -> OnnxEngine:
+        """The engine of the graph an operation runs (`encode` -> encoder, ...); 409 when absent."""
+        role = GRAPH_FOR_OPERATION[operation]
+        if role not in self.engines:
+            self.require(operation)
+            raise UnsupportedOperationError(f"model {self.manifest.name!r} has no {role} graph")
+        return self.engines[role]
