@@ -64,3 +64,15 @@ def measure_limits(models: Path, workloads: list[Any]) -> dict[str, dict[str, fl
             "pipeline_per_s": _rate(pipeline),
         }
     return limits
+
+
+def measure_denoiser(models: Path, png: bytes) -> dict[str, str | float]:
+    """The default denoiser's cost per image on one thread: ONNX Runtime alone and the whole request."""
+    model = _latest(models, "image-denoise")
+    feeds = prepare_image(model, png, SETTINGS).feeds
+    engine = model.engine_for("reconstruct")
+    return {
+        "model": f"image-denoise/{model.manifest.version}",
+        "onnx_ms": 1000.0 / _rate(lambda: engine.run(feeds), seconds=5.0),
+        "pipeline_ms": 1000.0 / _rate(lambda: image_reconstruct(model, png, "image/png", SETTINGS), seconds=5.0),
+    }

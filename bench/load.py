@@ -1,23 +1,27 @@
 """Load benchmark: the service against the plain baseline, with wrk, on loopback, interleaved.
 
-    python -m bench.load --duration 10 --out docs
+    python -m bench.load --duration 10 --rounds 3 --out docs
 
-1. Start the service (default models) and the baseline (bench/baseline_app.py, same ONNX graphs).
-2. For each workload (image reconstruct 64x64 and 256x256 PNG, sequence encode of length 140) and
-   concurrency (1, 8, 32, 64): run wrk against the service, then against the baseline, alternating.
+1. Start the service (default models) and the baseline (bench/baseline_app.py, same ONNX graphs; its
+   sha256 goes into the report, so a changed baseline shows).
+2. For each round, workload (image reconstruct 64x64 and 256x256 PNG crops of a photo, sequence encode
+   of length 140) and concurrency (1, 8, 32, 64): run wrk against both servers back to back, the
+   order alternating by round. Each cell reports the median over the rounds.
 3. Measure in process, single-threaded: ONNX Runtime alone, and decode + infer + encode (the
-   pipeline). The two-core limit is twice the pipeline rate.
+   pipeline). The two-core limit is twice the pipeline rate. Also the denoiser's cost per 256x256 photo.
 4. Write docs/benchmarks.md (table, machine, command) and docs/benchmarks.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.inprocess import measure_limits
+from bench.inprocess import measure_denoiser, measure_limits
 from bench.net import free_port, service_command, spawned
 from service.repository import latest_version_folder
 
@@ -190,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each cell reports their median")
     parser.add_argument("--only", nargs="+", default=None, help="workloads whose name contains one of these")
     parser.add_argument("--models", type=Path, default=ROOT / "models", help="model repository for both servers")
     parser.add_argument(
@@ -198,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     items = [w for w in workloads() if args.only is None or any(part in w.name for part in args.only)]
     limits = measure_limits(args.models, items)
+    denoiser = measure_denoiser(args.models, workloads()[1].body) if args.only is None else None
     service_port, baseline_port = free_port(), free_port()
     service_cmd = service_command(service_port, args.models)
     baseline_cmd = [
@@ -223,23 +229,28 @@ def main(argv: list[str] | None = None) -> int:
         pids = [service_process.pid, baseline_process.pid]
         script, body = Path(tmp) / "post.lua", Path(tmp) / "body"
         script.write_text(LUA)
-        for workload in items:
-            for concurrency in args.concurrency:
-                # Interleaved: the two servers run back to back for each cell, so drift hits both.
-                for name, base, path in (
-                    ("service", ours, workload.service_path),
-                    ("baseline", baseline, workload.baseline_path),
-                ):
-                    # A server keeps working off its backlog after wrk stops; start each run on an idle machine.
-                    wait_idle(pids)
-                    result = run_wrk(f"{base}{path}", workload, concurrency, args.duration, script, body)
-                    cells.append(Cell(workload.name, concurrency, name, **result))
-                    print(f"{workload.name:28s} c={concurrency:<3d} {name:9s} {result}", flush=True)
+        for round_index in range(args.rounds):
+            servers = [("service", ours, "service_path"), ("baseline", baseline, "baseline_path")]
+            for workload in items:
+                for concurrency in args.concurrency:
+                    # Interleaved: the two servers run back to back for each cell, so drift hits both; the
+                    # order alternates by round, so neither always runs on the warmer machine.
+                    for name, base, path in servers[:: 1 if round_index % 2 == 0 else -1]:
+                        # A server keeps working off its backlog after wrk stops; start on an idle machine.
+                        wait_idle(pids)
+                        url = f"{base}{getattr(workload, path)}"
+                        result = run_wrk(url, workload, concurrency, args.duration, script, body)
+                        cells.append(Cell(workload.name, concurrency, name, **result))
+                        print(f"r{round_index} {workload.name:28s} c={concurrency:<3d} {name:9s} {result}", flush=True)
     report = {
         "machine": machine(),
         "duration_s": args.duration,
+        "rounds": args.rounds,
+        "baseline_sha256": hashlib.sha256((ROOT / "bench" / "baseline_app.py").read_bytes()).hexdigest(),
         "limits": limits,
-        "cells": [asdict(c) for c in cells],
+        "denoiser": denoiser,
+        "runs": [asdict(c) for c in cells],
+        "cells": [asdict(c) for c in medians(cells)],
         "command": "python -m bench.load " + " ".join(argv or sys.argv[1:]),
         "service_env": service_env,
     }
@@ -253,6 +264,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def medians(cells: list[Cell]) -> list[Cell]:
+    """One cell per (workload, concurrency, server): the median of each number over the rounds."""
+    groups: dict[tuple[str, int, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.workload, cell.concurrency, cell.server), []).append(cell)
+    return [
+        Cell(
+            workload,
+            concurrency,
+            server,
+            statistics.median(c.requests_per_s for c in runs),
+            statistics.median(c.p50_ms for c in runs),
+            statistics.median(c.p99_ms for c in runs),
+            sum(c.errors for c in runs),
+            sum(c.requests for c in runs),
+        )
+        for (workload, concurrency, server), runs in groups.items()
+    ]
+
+
 def render(report: dict) -> str:
     """The markdown table: per cell req/s, p50, p99, errors, ratio to baseline, fraction of the limit."""
     cells = report["cells"]
@@ -260,9 +291,12 @@ def render(report: dict) -> str:
         "# Load benchmark",
         "",
         f"Command: `{report['command']}` (wrk on loopback, {report['duration_s']:g} s per "
-        "run, service and baseline interleaved per cell).",
+        f"run, service and baseline interleaved per cell, median of {report['rounds']} rounds; errors and "
+        "requests are summed over the rounds).",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()) + ".",
+        "",
+        f"Baseline: `bench/baseline_app.py`, sha256 `{report['baseline_sha256']}`.",
         "",
         "## In-process limits (single thread)",
         "",
@@ -274,6 +308,13 @@ def render(report: dict) -> str:
             f"| {name} | {limit['onnx_only_per_s']:.0f} | {limit['pipeline_per_s']:.0f} | "
             f"{2 * limit['pipeline_per_s']:.0f} |"
         )
+    if report.get("denoiser"):
+        d = report["denoiser"]
+        lines += [
+            "",
+            f"Denoiser ({d['model']}) per 256x256 photo crop, one thread: ONNX Runtime {d['onnx_ms']:.0f} ms, "
+            f"decode + infer + encode {d['pipeline_ms']:.0f} ms.",
+        ]
     lines += [
         "",
         "## Service vs baseline",

@@ -8,7 +8,8 @@ A request passes through its graph's batcher in three steps, all owned here:
 2. `execute(job, deadline)`: prepare in a worker thread; if the graph is idle (nothing queued, nothing
    running) run and finish in that same thread (one hop in all); otherwise queue the feeds. One run at
    a time per graph: once the graph is free, a worker task takes the oldest queued item and every
-   queued item with the same key, up to `max_batch_size` rows, runs them as one batch on the graph's
+   queued item with the same key, up to `max_batch_size` rows (and, for images, `max_batch_pixels`
+   padded pixels), runs them as one batch on the graph's
    own inference thread, and splits the outputs back. It waits up to `max_wait_ms` for company only
    while other requests are known to be preparing; a lone request never waits. A small JSON request
    on an otherwise idle process runs on the event loop.
@@ -56,6 +57,7 @@ class BatchPolicy:
     """How a batcher admits and groups requests (from `AE_MAX_BATCH_SIZE`, `AE_MAX_WAIT_MS`, `AE_MAX_QUEUE`)."""
 
     max_batch_size: int
+    max_batch_pixels: int
     max_wait_s: float
     max_queue: int
     timeout_s: float  # the request timeout, for the 504 message
@@ -64,7 +66,11 @@ class BatchPolicy:
     def from_settings(cls, settings: Settings) -> BatchPolicy:
         """The policy `settings` configure."""
         return cls(
-            settings.max_batch_size, settings.max_wait_ms / 1000.0, settings.max_queue, settings.request_timeout_s
+            settings.max_batch_size,
+            settings.max_batch_pixels,
+            settings.max_wait_ms / 1000.0,
+            settings.max_queue,
+            settings.request_timeout_s,
         )
 
 
@@ -73,6 +79,7 @@ class _Item:
     key: Hashable
     feeds: Feeds
     rows: int
+    pixels: int
     future: asyncio.Future[Feeds]
     job: Job[Any, Any]
 
@@ -220,7 +227,8 @@ class MicroBatcher:
 
     async def _submit(self, job: Job[Any, Any], prepared: Prepared[Any]) -> Feeds:
         rows = len(next(iter(prepared.feeds.values())))
-        item = _Item(prepared.key, prepared.feeds, rows, asyncio.get_running_loop().create_future(), job)
+        future = asyncio.get_running_loop().create_future()
+        item = _Item(prepared.key, prepared.feeds, rows, prepared.pixels, future, job)
         job.phase = "queued"
         self._items.append(item)
         self._wakeup.set()
@@ -244,14 +252,17 @@ class MicroBatcher:
 
     def _take_batch(self) -> list[_Item]:
         first = self._items.popleft()
-        batch, rows = [first], first.rows
+        batch, rows, pixels = [first], first.rows, first.pixels
         for item in list(self._items):
             if rows >= self.policy.max_batch_size:
                 break
-            if item.key == first.key and rows + item.rows <= self.policy.max_batch_size:
+            fits = rows + item.rows <= self.policy.max_batch_size
+            fits = fits and pixels + item.pixels <= self.policy.max_batch_pixels  # images: small ones only
+            if item.key == first.key and fits:
                 self._items.remove(item)
                 batch.append(item)
                 rows += item.rows
+                pixels += item.pixels
         return [item for item in batch if not item.future.done()]
 
     async def _gather_company(self) -> None:

@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.version_policy is not None:
         os.environ["AE_VERSION_POLICY"] = str(args.version_policy)
     workers = args.workers or defaults.resolved_workers()
+    os.environ["AE_WORKERS"] = str(workers)  # a worker divides the cores among this many (intra-op threads)
     if workers > 1:
         prepare_workers(defaults)
     configure_logging(args.log_level)

@@ -33,11 +33,13 @@ class Settings(BaseSettings):
 
     # ONNX Runtime: providers in preference order; unavailable ones are skipped and the ones in use reported.
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    # 0 = by model kind: sequence graphs get one thread, image graphs ONNX Runtime's default (one per
-    # core). Measured on 2 cores: the ECG LSTM takes 1.5 ms alone on one or two threads, and inside the
-    # running server 1.74 ms on one thread vs 1.27 ms on two spinning ones, but two-thread sessions in
-    # two workers cost a quarter of the sequence throughput at concurrency 32 (597 vs 734 req/s).
-    intra_op_threads: int = Field(default=0, ge=0, description="0: one for sequence models, ORT's default else")
+    # 0 = by model kind: sequence graphs get one thread, image graphs the cores divided among the workers
+    # (so the workers' threads together do not outnumber the cores). Measured on 2 cores: the ECG LSTM
+    # takes 1.5 ms alone on one or two threads, and inside the running server 1.74 ms on one thread vs
+    # 1.27 ms on two spinning ones, but two-thread sessions in two workers cost a quarter of the sequence
+    # throughput at concurrency 32 (597 vs 734 req/s). Image graphs in two workers, 256x256 photos at
+    # concurrency 32: 110 req/s with one thread each, 86 with two (a lone request: 16 vs 11 ms).
+    intra_op_threads: int = Field(default=0, ge=0, description="0: one for sequence models, cores/workers else")
     inter_op_threads: int = Field(default=0, ge=0)
     # Idle intra-op threads busy-wait for the next run by default. With several workers sharing the
     # cores that spinning steals them from each other; `ae-serve` turns it off when it starts several.
@@ -70,6 +72,11 @@ class Settings(BaseSettings):
     # Micro-batching (per model graph): requests of equal shape share a run, up to max_batch_size rows.
     # max_wait_ms is waited only while more requests are already being decoded; an idle server never waits.
     max_batch_size: int = Field(default=16, ge=1)
+    # Images batch only while small: a batch of images holds at most this many padded pixels (a larger
+    # image runs alone). On 2 cores 256x256 photos served 92 req/s at concurrency 32 one per run and 58
+    # in batches of up to 16 (convolutions gain nothing from a batch; its copies and latency remain),
+    # while 64x64 ones gain from batching. It also bounds a batch's memory by one image's.
+    max_batch_pixels: int = Field(default=65536, ge=1, description="padded pixels per batch of images")
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=128, ge=1, description="queued requests per graph before 503 overloaded")
     # A sequence encode or reconstruct whose JSON body is up to this size, arriving while the worker
@@ -136,7 +143,9 @@ class Settings(BaseSettings):
         """Intra-op threads of a session for a model taking `input_kind` ("image" or "sequence")."""
         if self.intra_op_threads:
             return self.intra_op_threads
-        return 1 if input_kind == "sequence" else 0
+        if input_kind == "sequence":
+            return 1
+        return max(1, len(os.sched_getaffinity(0)) // self.resolved_workers())
 
     def resolved_workers(self) -> int:
         """The number of worker processes `ae-serve` starts."""

@@ -27,11 +27,16 @@ Phase = Literal["preparing", "queued", "running", "finishing"]
 
 @dataclass(frozen=True)
 class Prepared(Generic[C]):
-    """One request's graph feeds (leading axis = its rows), its batching key, and what `finish` needs."""
+    """One request's graph feeds (leading axis = its rows), its batching key, and what `finish` needs.
+
+    `pixels`: the padded pixels an image request runs on (0 for other kinds); a batch of images holds
+    at most `AE_MAX_BATCH_PIXELS` of them.
+    """
 
     key: Hashable
     feeds: Feeds
     context: C
+    pixels: int = 0
 
 
 @dataclass

@@ -63,7 +63,7 @@ def prepare_codec_image(model: LoadedModel, data: bytes, settings: Settings) -> 
     prepared = prepare_image(model, data, settings)
     height, width = prepared.context
     original = prepared.feeds["image"][0, :, :height, :width]
-    return Prepared(prepared.key, prepared.feeds, Original((height, width), original))
+    return Prepared(prepared.key, prepared.feeds, Original((height, width), original), prepared.pixels)
 
 
 def finish_stream(outputs: Feeds, original: Original, model: LoadedModel) -> EncodedImage:
@@ -88,8 +88,9 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     # From the header alone, before a symbol is decoded: the payload may be tiny whatever size it declares.
     f = image_spec(model).stride_multiple
     check_run_size("stream declaring", header.height, header.width, f, SizeLimits.from_settings(settings))
-    latent = model.tables.decode(payload, -(-header.height // f), -(-header.width // f))
-    return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width))
+    rows, columns = -(-header.height // f), -(-header.width // f)
+    latent = model.tables.decode(payload, rows, columns)
+    return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width), rows * columns * f * f)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:

@@ -49,7 +49,8 @@ def prepare_image(model: LoadedModel, data: bytes, settings: Settings) -> Prepar
     image = decode_image(data, spec.channels, SizeLimits.from_settings(settings), spec.stride_multiple)
     check_fixed_size(image, spec.fixed_size)
     batch = pad_to_multiple(image[None], spec.stride_multiple)
-    return Prepared(batch.shape[-2:], {"image": batch}, (image.shape[1], image.shape[2]))
+    height, width = batch.shape[-2:]
+    return Prepared((height, width), {"image": batch}, (image.shape[1], image.shape[2]), height * width)
 
 
 def finish_image(outputs: Feeds, size: Size, mime: str, png_level: int) -> bytes:
@@ -94,7 +95,8 @@ def prepare_latent(model: LoadedModel, latent: np.ndarray, size: Size | None, se
         0 < size[0] <= full[0] and 0 < size[1] <= full[1] and full[0] - size[0] < f and full[1] - size[1] < f
     ):
         raise InvalidInputError(f"image size {size[0]}x{size[1]} does not fit a latent decoding to {full[0]}x{full[1]}")
-    return Prepared(latent.shape, {"latent": np.ascontiguousarray(latent[None])}, size or full)
+    feeds = {"latent": np.ascontiguousarray(latent[None])}
+    return Prepared(latent.shape, feeds, size or full, full[0] * full[1])
 
 
 def answerable(prepare: Callable[[], Prepared[Size]], mime: str) -> Callable[[], Prepared[Size]]:

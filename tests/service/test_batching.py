@@ -48,10 +48,10 @@ def _feeds(value: float, rows: int = 1):
     return {"x": np.full((rows, 3), value, np.float32)}
 
 
-def _job(key, value: float = 1.0, rows: int = 1, prepare_s: float = 0.0) -> Job:
+def _job(key, value: float = 1.0, rows: int = 1, prepare_s: float = 0.0, pixels: int = 0) -> Job:
     def prepare():
         time.sleep(prepare_s)
-        return Prepared(key, _feeds(value, rows), rows)
+        return Prepared(key, _feeds(value, rows), rows, pixels)
 
     return Job(prepare, lambda outputs, rows: outputs["y"])
 
@@ -67,7 +67,8 @@ class Harness:
     """A started batcher on the running loop, its engine, and what it reported as abandoned."""
 
     def __init__(self, engine: GatedEngine, **policy) -> None:
-        options = {"max_batch_size": 8, "max_wait_s": 0.0, "max_queue": 16, "timeout_s": 5.0, **policy}
+        options = {"max_batch_size": 8, "max_batch_pixels": 100, "max_wait_s": 0.0, "max_queue": 16, "timeout_s": 5.0}
+        options.update(policy)
         self.engine = engine
         self.batcher = MicroBatcher(engine, BatchPolicy(**options))
         self.abandoned: list[tuple[str, str]] = []
@@ -127,6 +128,21 @@ def test_incompatible_shapes_run_apart_and_batches_respect_the_limit():
     _with(engine, scenario)
     # The held request, then 6 + 3 > 8 rows apart, and "b" (another key) apart.
     assert engine.batches[0] == 1 and sorted(engine.batches[1:]) == [1, 3, 6]
+
+
+def test_large_images_run_alone_and_small_ones_batch_within_the_pixel_budget():
+    engine = GatedEngine()
+
+    async def scenario(h: Harness):
+        held = await h.busy()
+        small = [h.run(_job("k", pixels=30)) for _ in range(4)]  # 100-pixel budget: three per batch
+        large = [h.run(_job("k", pixels=150)) for _ in range(2)]  # over the budget: one per run
+        await _until(lambda: h.batcher.queued == 6)
+        h.engine.release(BUSY)
+        await asyncio.gather(*held, *small, *large)
+
+    _with(engine, scenario)
+    assert engine.batches == [1, 3, 1, 1, 1]
 
 
 def test_a_lone_request_does_not_wait_for_company():

@@ -59,7 +59,10 @@ def test_workers_default_to_the_cores_available(monkeypatch):
     assert Settings(workers=3).resolved_workers() == 3
 
 
-def test_sequence_sessions_default_to_one_thread():
+def test_sequence_sessions_get_one_thread_and_image_sessions_the_cores_per_worker(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)))
     assert Settings().intra_op_threads_for("sequence") == 1
-    assert Settings().intra_op_threads_for("image") == 0  # ONNX Runtime's default
+    assert Settings(workers=2).intra_op_threads_for("image") == 4
+    assert Settings(workers=8).intra_op_threads_for("image") == 1
+    assert Settings(workers=16).intra_op_threads_for("image") == 1  # never fewer than one
     assert Settings(intra_op_threads=3).intra_op_threads_for("sequence") == 3
