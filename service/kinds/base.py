@@ -15,6 +15,7 @@ operation parses on the event loop only what is cheap or bounded and leaves the 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class Call:
 Operation = Callable[[Call], Awaitable[Answer]]
 
 
-class ModelHandler:
+class ModelHandler(ABC):
     """Serves one loaded model version: its operations, and one micro-batcher per graph."""
 
     kind: ClassVar[str]
@@ -60,9 +61,9 @@ class ModelHandler:
         }
 
     @classmethod
+    @abstractmethod
     def serves(cls, model: LoadedModel) -> bool:
         """Whether this kind serves `model` (the registry asks each kind in turn)."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -79,7 +80,8 @@ class ModelHandler:
 
     async def answer(self, operation: str, request: Request) -> Response:
         """Serve one request for `operation` (encode, decode or reconstruct)."""
-        admitting = self.batcher_for(self.admitting_operation(operation))  # 409 before reading a byte
+        self.model.require(operation)  # 409 before reading a byte
+        admitting = self.batcher_for(self.admitting_operation(operation))
         settings = self.settings
         body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
         async with admitting.admit(), _cancelled_on_disconnect(request):

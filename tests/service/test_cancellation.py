@@ -128,3 +128,19 @@ def test_requests_past_their_deadline_while_queued_are_never_run(tiny_models):
         assert _metric(base, "ae_abandoned_requests_total", reason="deadline", phase="queued") == WAITING
         assert _metric(base, "ae_abandoned_requests_total", reason="deadline", phase="running") == 1
         assert _metric(base, "ae_requests_total", model=MODEL, status="504") == WAITING + 1
+
+
+def test_a_client_that_disconnects_while_sending_its_body_is_counted_as_499_not_500(tiny_models):
+    with running_server(tiny_models) as (_, base):
+        parts = urlsplit(base)
+        for _ in range(3):
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+            head = f"POST /v1/models/{MODEL}/reconstruct HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            sock.sendall(f"{head}Content-Length: 100000\r\n\r\n".encode() + png_bytes(16, 16)[:20])
+            time.sleep(0.2)  # the server is reading the body
+            sock.close()
+        _wait_for(lambda: _metric(base, "ae_requests_total", model=MODEL, status="499") == 3, timeout_s=30)
+        assert _metric(base, "ae_requests_total", status="500") == 0
+        results: list[int] = []
+        _status(base, png_bytes(16, 16), results)
+        assert results == [200]
