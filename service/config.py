@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.memory_budget import available_memory, derived_max_image_pixels
@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         default=1, ge=0, le=9, description="1: fpng for 8-bit RGB(A), fastest; 0 and 2-9: Pillow's zlib at that level"
     )
 
+    # Codec streams. With a key, every stream encode writes is signed (HMAC-SHA256 over the whole stream)
+    # and decode refuses streams whose tag does not match: the CRC alone catches accidents, not forgery.
+    # SecretStr: the key never appears in a repr, a log line or an answer.
+    stream_key: SecretStr | None = Field(default=None, description="HMAC key for codec streams; unset: unsigned")
+    # With a key, streams without a signature (format 1, or written by a server without a key) are refused
+    # unless this is true: for a migration period while stored unsigned streams are still decoded.
+    stream_accept_unsigned: bool = False
+
     # HTTP server (ae-serve)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -129,6 +137,20 @@ class Settings(BaseSettings):
                 )
             return keys
         return value
+
+    @field_validator("stream_key", mode="before")
+    @classmethod
+    def _stream_key_or_none(cls, value: Any) -> Any:
+        # Empty is "no key" (compose's `${AE_STREAM_KEY:-}`); blank is a mistake that would look like a key.
+        if isinstance(value, str) and not value.strip():
+            if value:
+                raise ValueError("AE_STREAM_KEY is blank: set a secret (32 random bytes or more) or leave it empty")
+            return None
+        return value
+
+    def stream_key_bytes(self) -> bytes | None:
+        """The stream signing key as HMAC takes it (UTF-8), or None without one."""
+        return None if self.stream_key is None else self.stream_key.get_secret_value().encode("utf-8")
 
     @model_validator(mode="after")
     def _derive_pixel_limit(self) -> Settings:

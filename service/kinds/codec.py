@@ -3,8 +3,10 @@
 `reconstruct` on a compression model is both in turn, through the real bitstream, so the answer shows
 what the stream holds and its headers report the real bits per pixel (header included) and the PSNR.
 Stages: `prepare_codec_image` (as an image model's, keeping the original pixels for scoring),
-`finish_stream` (entropy-code the rounded latent, wrap it with the header), `prepare_stream` (check the
-header against the model and the size limits, then decode the latent).
+`finish_stream` (entropy-code the rounded latent, wrap it with the header, sign it when the service has
+`AE_STREAM_KEY`), `prepare_stream` (check the stream's signature as `AE_STREAM_KEY` and
+`AE_STREAM_ACCEPT_UNSIGNED` require, its header against the model and the size limits, then decode the
+latent).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import Header, pack, unpack
+from service.codecs.bitstream import Header, StreamAuthentication, pack, unpack
 from service.codecs.image import choose_image_format, encode_image
 from service.config import Settings
 from service.errors import DecodingError
@@ -66,31 +68,50 @@ def prepare_codec_image(model: LoadedModel, data: bytes, settings: Settings) -> 
     return Prepared(prepared.key, prepared.feeds, Original((height, width), original), prepared.pixels)
 
 
-def finish_stream(outputs: Feeds, original: Original, model: LoadedModel) -> EncodedImage:
-    """Entropy-code the rounded latent and wrap it with the header."""
+def stream_authentication(settings: Settings) -> StreamAuthentication:
+    """How this service signs the streams it writes and which streams it decodes."""
+    return StreamAuthentication(settings.stream_key_bytes(), settings.stream_accept_unsigned)
+
+
+def finish_stream(outputs: Feeds, original: Original, model: LoadedModel, auth: StreamAuthentication) -> EncodedImage:
+    """Entropy-code the rounded latent and wrap it with the header (one untiled tile), signed if `auth` has a key.
+
+    `auth` travels in the job's partials, not the raw key: its repr hides the key wherever a job is shown.
+    """
     assert model.tables is not None
     payload = model.tables.encode(outputs["latent"][0])
     m = model.manifest
     height, width = original.size
-    header = Header(m.name, m.version, model.tables.hash, height, width)
-    return EncodedImage(pack(header, payload), original)
+    header = Header(m.name, m.version, model.tables.hash, height, width, channels=image_spec(model).channels)
+    return EncodedImage(pack(header, payload, auth.key), original)
 
 
 def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Size]:
     """Check that a stream belongs to this model and decode its latent; the key is the latent shape."""
     assert model.tables is not None
-    header, payload = unpack(data)
+    header, payload = unpack(data, stream_authentication(settings))
     m = model.manifest
     if (header.name, header.version) != (m.name, m.version):
         raise DecodingError(f"stream was made by {header.name}/{header.version}, not {m.name}/{m.version}")
     if header.table_hash != model.tables.hash:
         raise DecodingError("stream was coded with other probability tables than this model's")
+    spec = image_spec(model)
+    if header.channels != spec.channels:
+        raise DecodingError(
+            f"stream codes a {_channels(header.channels)} image, and {m.name}/{m.version} "
+            f"codes {_channels(spec.channels)} images"
+        )
     # From the header alone, before a symbol is decoded: the payload may be tiny whatever size it declares.
-    f = image_spec(model).stride_multiple
+    f = spec.stride_multiple
     check_run_size("stream declaring", header.height, header.width, f, SizeLimits.from_settings(settings))
     rows, columns = -(-header.height // f), -(-header.width // f)
     latent = model.tables.decode(payload, rows, columns)
     return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width), rows * columns * f * f)
+
+
+def _channels(count: int) -> str:
+    """A channel count as a reader says it: "3-channel (RGB)"."""
+    return f"{count}-channel ({'gray' if count == 1 else 'RGB'})"
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
@@ -112,7 +133,8 @@ def finish_scored_image(
 
 def codec_encode(model: LoadedModel, data: bytes, settings: Settings) -> EncodedImage:
     """An encoded image's stream (one request, no batching)."""
-    job = Job(partial(prepare_codec_image, model, data, settings), partial(finish_stream, model=model))
+    auth = stream_authentication(settings)
+    job = Job(partial(prepare_codec_image, model, data, settings), partial(finish_stream, model=model, auth=auth))
     return run_direct(model.engine_for("encode"), job)
 
 
@@ -142,7 +164,8 @@ class CodecHandler(ModelHandler):
     async def _encoded(self, call: Call) -> EncodedImage:
         data = await image_bytes(call.request, call.body)
         job = Job(
-            partial(prepare_codec_image, self.model, data, self.settings), partial(finish_stream, model=self.model)
+            partial(prepare_codec_image, self.model, data, self.settings),
+            partial(finish_stream, model=self.model, auth=stream_authentication(self.settings)),
         )
         return await self.run("encode", call, job)
 
