@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.codecs.bitstream import pack, unpack
+from service.codecs.bitstream import Header, pack, unpack
 
 PNG = "image/png"
 JSON = "application/json"
@@ -373,6 +373,66 @@ def _codec_cases(m: str, stream: bytes) -> list[Case]:
         Case("stream-random-bytes", p, np.random.default_rng(3).bytes(500), STREAM, 400, "undecodable_body"),
         Case("stream-as-png", p, stream, PNG, 415, "unsupported_media_type"),
         Case("stream-valid", p, stream, STREAM, 200),
+        *_stream_format_cases(p, header, payload),
+    ]
+
+
+def stream_format_2(
+    header: Header, tile_table: bytes, flags: int = 0, tile_count: int = 1, after_tiles: bytes = b"", tag: bytes = b""
+) -> bytes:
+    """A format 2 stream with every field as given and a valid CRC (layout: service/codecs/bitstream.py)."""
+    name = header.name.encode()
+    fixed = struct.pack(">HQII", header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width)
+    layout = struct.pack(">BHI", header.channels, header.tile_side, tile_count)
+    body = b"AEIC" + bytes([2, flags, len(name)]) + name + fixed + layout + tile_table + after_tiles
+    return body + struct.pack(">I", zlib.crc32(body)) + tag
+
+
+def stream_format_1(header: Header, payload: bytes) -> bytes:
+    """The same stream in format 1, the layout releases up to 0.1.x wrote (still decoded)."""
+    name = header.name.encode()
+    fixed = struct.pack(">HQII", header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width)
+    body = b"AEIC" + bytes([1, len(name)]) + name + fixed + struct.pack(">I", len(payload)) + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def _stream_format_cases(p: str, header: Header, payload: bytes) -> list[Case]:
+    """Format 2 streams (CRC valid) with one field this release cannot honour each, and format 1 still served.
+
+    The server runs without AE_STREAM_KEY, so a signed stream decodes on its CRC alone (tests/service/
+    test_stream_format.py covers a server with a key).
+    """
+    tile = struct.pack(">I", len(payload)) + payload
+    tiled = replace(header, tile_side=16)
+    bad = "undecodable_body"
+
+    def case(name: str, body: bytes, status: int = 400, code: str | None = bad) -> Case:
+        return Case(f"stream-{name}", p, body, STREAM, status, code)
+
+    return [
+        case("format-1-served", stream_format_1(header, payload), 200, None),
+        case("signed-unverifiable-served", stream_format_2(header, tile, flags=0x01, tag=bytes(32)), 200, None),
+        case("signed-shorter-than-tag", stream_format_2(header, tile, flags=0x01)[:40]),
+        case("flags-unknown-bit", stream_format_2(header, tile, flags=0x02)),
+        case("flags-all-bits", stream_format_2(header, tile, flags=0xFF)),
+        case("channels-1", stream_format_2(replace(header, channels=1), tile)),
+        case("channels-0", stream_format_2(replace(header, channels=0), tile)),
+        case("channels-255", stream_format_2(replace(header, channels=255), tile)),
+        case("tile-side-16", stream_format_2(tiled, tile * tiled.tile_count(), tile_count=tiled.tile_count())),
+        case("tile-side-65535", stream_format_2(replace(header, tile_side=65535), tile)),
+        case("tile-count-0", stream_format_2(header, b"", tile_count=0)),
+        case("tile-count-2", stream_format_2(header, tile * 2, tile_count=2)),
+        case("tile-count-2**32-1", stream_format_2(header, tile, tile_count=2**32 - 1)),
+        case("tile-length-2**32-1", stream_format_2(header, struct.pack(">I", 2**32 - 1) + payload)),
+        case("tile-table-truncated", stream_format_2(header, tile[:2])),
+        case("tile-payload-truncated", stream_format_2(header, tile[:-8])),
+        case("trailing-bytes", stream_format_2(header, tile, after_tiles=bytes(16))),
+        case(
+            "format-2-height-2**32-1",
+            stream_format_2(replace(header, height=2**32 - 1), tile),
+            413,
+            "payload_too_large",
+        ),
     ]
 
 
