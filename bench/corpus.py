@@ -389,7 +389,7 @@ def stream_format_2(
 
 
 def stream_format_1(header: Header, payload: bytes) -> bytes:
-    """The same stream in format 1, the layout releases up to 0.1.x wrote (still decoded)."""
+    """The same stream in format 1, the layout 0.1.0 wrote (still decoded)."""
     name = header.name.encode()
     fixed = struct.pack(">HQII", header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width)
     body = b"AEIC" + bytes([1, len(name)]) + name + fixed + struct.pack(">I", len(payload)) + payload

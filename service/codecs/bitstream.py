@@ -16,7 +16,7 @@ one tile of a 3-channel image and decodes exactly that; the channel and tile fie
 that gray images and tiles need no further format change, and a stream using them is refused with a
 message saying so.
 
-Format 1, written by releases up to 0.1.x and still decoded (as an unsigned stream):
+Format 1, written by 0.1.0 and still decoded (as an unsigned stream):
 
     magic "AEIC" | format version u8 = 1 | name length u8 | name (UTF-8) | model version u16
     | table hash (8 bytes) | height u32 | width u32 | payload length u32 | payload | crc32 u32

@@ -45,7 +45,7 @@ def _with_crc(body: bytes) -> bytes:
 
 
 def format_1(header: Header, payload: bytes) -> bytes:
-    """A format 1 stream, byte for byte from the layout in docs/compatibility.md (releases up to 0.1.x)."""
+    """A format 1 stream, byte for byte from the layout in docs/compatibility.md (written by 0.1.0)."""
     name = header.name.encode()
     fixed = struct.pack(">HQII", header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width)
     return _with_crc(b"AEIC" + bytes([1, len(name)]) + name + fixed + struct.pack(">I", len(payload)) + payload)
