@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated in env")
     auth_health: bool = False
     auth_metrics: bool = False
+    # Per API key, per worker process: a token bucket refilled at rate_limit_per_s, holding at most
+    # rate_limit_burst tokens; each model listing or inference request takes one (429 when empty).
+    # Health and metrics are never limited. Without API keys there is no key to count by, so no limit
+    # applies (a start-up warning says so): a client address would be the proxy's behind a load balancer.
+    rate_limit_per_s: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="per key; 0: no limit")
+    rate_limit_burst: int = Field(default=0, ge=0, description="bucket size; 0: one second's refill, at least 1")
 
     # Micro-batching (per model graph): requests of equal shape share a run, up to max_batch_size rows.
     # max_wait_ms is waited only while more requests are already being decoded; an idle server never waits.

@@ -36,6 +36,13 @@ class UnauthorizedError(ServiceError):
     code = "unauthorized"
 
 
+class RateLimitedError(ServiceError):
+    """The API key has used up its request rate (AE_RATE_LIMIT_PER_S); `Retry-After` says when to retry."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+
 class NotFoundError(ServiceError):
     """Unknown model, version or route."""
 

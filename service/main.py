@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from service.api.auth import require_api_key, require_api_key_for_health, require_api_key_for_metrics
+from service.api.auth import require_access, require_api_key_for_health, require_api_key_for_metrics
+from service.api.rate_limit import rate_limiter_for
 from service.api.routes import health, inference, metrics, models
 from service.batching import ProcessLoad
 from service.config import Settings
@@ -111,12 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     app.state.metrics = service_metrics
+    app.state.rate_limiter = rate_limiter_for(state.settings)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, state=state, metrics=service_metrics)
     app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
     app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])
-    app.include_router(models.router, dependencies=[Depends(require_api_key)])
-    app.include_router(inference.router, dependencies=[Depends(require_api_key)])
+    app.include_router(models.router, dependencies=[Depends(require_access)])
+    # The inference routes check the key and its rate limit themselves (`check_access`): no dependency to solve.
+    app.include_router(inference.router)
     return app
 
 

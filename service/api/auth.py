@@ -6,40 +6,55 @@ import hmac
 
 from fastapi import Request
 
+from service.api.rate_limit import check_rate_limit
 from service.errors import UnauthorizedError
 
 
-def _authorized(request: Request) -> bool:
+def _key_index(request: Request) -> int | None:
+    """The index of the configured key the request carries; None without one (or with no keys configured)."""
     keys = request.app.state.service.settings.api_keys
-    if not keys:
-        return True
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    # Compare against every key in constant time, so timing does not reveal a matching prefix.
-    return any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
+    if not keys or scheme.lower() != "bearer" or not token:
+        return None
+    # Compare against every key in constant time and without stopping at a match, so timing reveals
+    # neither a matching prefix nor which key matched.
+    matches = [hmac.compare_digest(token.encode(), key.encode()) for key in keys]
+    return matches.index(True) if any(matches) else None
 
 
-def check_api_key(request: Request) -> None:
-    """401 unless the request carries `Authorization: Bearer <a configured key>`."""
-    if not _authorized(request):
+def check_api_key(request: Request) -> int | None:
+    """401 unless the request carries `Authorization: Bearer <a configured key>`.
+
+    Returns the key's index in AE_API_KEYS (what the rate limit counts by: the key itself is never kept
+    or logged), or None when no keys are configured and everything is open.
+    """
+    if not request.app.state.service.settings.api_keys:
+        return None
+    index = _key_index(request)
+    if index is None:
         raise UnauthorizedError(
             "a valid API key is required: Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
         )
+    return index
 
 
-async def require_api_key(request: Request) -> None:
-    """The dependency form of `check_api_key` (async: no thread hop for a header check)."""
-    check_api_key(request)
+def check_access(request: Request) -> None:
+    """The API key, then its rate limit: for the model listing and inference, before any body is read."""
+    check_rate_limit(request, check_api_key(request))
+
+
+async def require_access(request: Request) -> None:
+    """The dependency form of `check_access` (async: no thread hop for a header check)."""
+    check_access(request)
 
 
 async def require_api_key_for_health(request: Request) -> None:
-    """Like `require_api_key`, when AE_AUTH_HEALTH is set."""
+    """`check_api_key` when AE_AUTH_HEALTH is set. Never rate limited: probes must always get through."""
     if request.app.state.service.settings.auth_health:
         check_api_key(request)
 
 
 async def require_api_key_for_metrics(request: Request) -> None:
-    """Like `require_api_key`, when AE_AUTH_METRICS is set."""
+    """`check_api_key` when AE_AUTH_METRICS is set. Never rate limited."""
     if request.app.state.service.settings.auth_metrics:
         check_api_key(request)

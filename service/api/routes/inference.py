@@ -1,9 +1,9 @@
 """encode, decode and reconstruct, for the default version and for an explicit one.
 
-Each route checks the API key, finds the addressed model version, and hands the request to the
-handler of the model's kind (`service.kinds`), which owns the rest of the request path. The routes
-are plain `Request -> Response` functions: FastAPI solves no dependencies and validates no parameters
-for them (that cost ~0.3 ms per request), and the path parameters are read and checked here.
+Each route checks the API key and its rate limit, finds the addressed model version, and hands the
+request to the handler of the model's kind (`service.kinds`), which owns the rest of the request path.
+The routes are plain `Request -> Response` functions: FastAPI solves no dependencies and validates no
+parameters for them (that cost ~0.3 ms per request), and the path parameters are read and checked here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.auth import check_api_key
+from service.api.auth import check_access
 from service.api.deps import ready_repository
 from service.api.openapi import DECODE_DOC, ENCODE_DOC, PATH_PARAMETERS, RECONSTRUCT_DOC
 from service.errors import InvalidInputError
@@ -34,7 +34,7 @@ def _version(request: Request) -> int | None:
 
 def _operation(name: str) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        check_api_key(request)
+        check_access(request)  # API key, then its rate limit: before the body is read
         state: ServiceState = request.app.state.service
         model = ready_repository(state).get(request.path_params["name"], _version(request))
         return await model.handler.answer(name, request)
