@@ -152,6 +152,8 @@ def _walk_gif(data: bytes) -> None:
 
 def _walk_tiff(data: bytes) -> None:
     tally = _Tally("TIFF")
+    if len(data) < 8:
+        return  # a byte order mark with no directory offset: Pillow refuses it (400)
     order = "<" if data[:2] == b"II" else ">"
     (offset,) = struct.unpack_from(order + "I", data, 4)
     if offset + 2 > len(data):

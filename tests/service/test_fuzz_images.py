@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -10,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bench.fuzz_images import (
@@ -24,6 +26,10 @@ from bench.fuzz_images import (
     passed,
     save_failures,
 )
+from service.codecs.containers import check_container
+from service.codecs.image import decode_image
+from service.errors import DecodingError, PayloadTooLargeError
+from service.limits import SizeLimits
 from tests.conftest import ROOT
 
 TINY_TARGETS = "tiny-image:reconstruct,tiny-image:encode,tiny-denoise:reconstruct,tiny-codec:encode"
@@ -113,3 +119,21 @@ def test_a_short_run_against_the_tiny_models_answers_no_5xx(tiny_models: Path, t
     # Both kinds of answer: mutations that still decode reach the models, the others are refused.
     assert statuses[200] > 0 and statuses[400] > 0
     assert not (tmp_path / "failures").exists()
+
+
+# ---------------------------------------------------------------- what the fuzz run found
+
+
+@pytest.mark.parametrize("body", [b"II*\x00", b"II*\x00\x08", b"MM\x00*\x00\x00\x00"])
+def test_a_tiff_cut_before_its_directory_offset_is_400(body):
+    # Found by the first 100k run: the container walk unpacked the offset past the end (struct.error, 500).
+    with pytest.raises(DecodingError):
+        decode_image(body, 3, SizeLimits(16_777_216, 16_384), 8)
+
+
+def test_the_container_walk_takes_every_prefix_of_every_seed():
+    # Truncation is the commonest damage: the walk must answer for any cut, not only the ones fuzzed.
+    for seed in make_seeds():
+        for end in range(len(seed.data) + 1):
+            with contextlib.suppress(PayloadTooLargeError):
+                check_container(seed.data[:end])
