@@ -13,7 +13,8 @@ from fastapi import Depends, FastAPI
 
 from service.api.auth import require_access, require_api_key_for_health, require_api_key_for_metrics
 from service.api.rate_limit import rate_limiter_for
-from service.api.routes import health, inference, metrics, models
+from service.api.routes import health, metrics, models
+from service.api.routes.inference import add_inference_routes
 from service.batching import ProcessLoad
 from service.config import Settings
 from service.handlers import install_error_handlers
@@ -119,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])
     app.include_router(models.router, dependencies=[Depends(require_access)])
     # The inference routes check the key and its rate limit themselves (`check_access`): no dependency to solve.
-    app.include_router(inference.router)
+    add_inference_routes(app)
     return app
 
 
