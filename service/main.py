@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from service.api.auth import require_access, require_api_key_for_health, require_api_key_for_metrics
+from service.api.docs import add_docs_routes
 from service.api.rate_limit import rate_limiter_for
 from service.api.routes import health, metrics, models
 from service.api.routes.inference import add_inference_routes
@@ -110,6 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Encode, decode and reconstruct images and sequences with exported autoencoders "
         "(ONNX Runtime; CUDA when present, CPU otherwise).",
         lifespan=lifespan,
+        # Served by `add_docs_routes` from local files instead (FastAPI's load Swagger UI from a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
     app.state.metrics = service_metrics
@@ -121,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router, dependencies=[Depends(require_access)])
     # The inference routes check the key and its rate limit themselves (`check_access`): no dependency to solve.
     add_inference_routes(app)
+    add_docs_routes(app)
     return app
 
 

@@ -51,14 +51,27 @@ def _schema(model: Any) -> dict[str, Any]:
     return model.model_json_schema(ref_template="#/components/schemas/{model}")
 
 
+def _binary_example(summary: str, how: str) -> dict[str, Any]:
+    """An example of a binary body: what to send and how (a file has no inline value to show)."""
+    return {"file": {"summary": summary, "description": how}}
+
+
+def _image_body(media_type: str, extension: str) -> dict[str, Any]:
+    how = f"curl --data-binary @photo.{extension} -H 'content-type: {media_type}' URL"
+    return {"schema": _BINARY, "examples": _binary_example(f"a {extension.upper()} image, as the raw body", how)}
+
+
 def _image_request() -> dict[str, Any]:
     return {
-        "image/png": {"schema": _BINARY},
-        "image/jpeg": {"schema": _BINARY},
-        "image/webp": {"schema": _BINARY},
-        "image/bmp": {"schema": _BINARY},
-        "image/tiff": {"schema": _BINARY},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {"file": _BINARY}, "required": ["file"]}},
+        "image/png": _image_body("image/png", "png"),
+        "image/jpeg": _image_body("image/jpeg", "jpg"),
+        "image/webp": _image_body("image/webp", "webp"),
+        "image/bmp": _image_body("image/bmp", "bmp"),
+        "image/tiff": _image_body("image/tiff", "tiff"),
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": _BINARY}, "required": ["file"]},
+            "examples": _binary_example("an image as the form field `file`", "curl -F file=@photo.png URL"),
+        },
     }
 
 
@@ -129,8 +142,23 @@ DECODE_DOC: dict[str, Any] = {
                         "sequence": {"value": {"embeddings": [[0.1] * 16], "lengths": [140]}},
                     },
                 },
-                "application/x-npy": {"schema": _BINARY},
-                "application/octet-stream": {"schema": _BINARY},
+                "application/x-npy": {
+                    "schema": _BINARY,
+                    "examples": _binary_example(
+                        "a latent as a .npy array",
+                        "what encode answers with `Accept: application/x-npy`; send its X-Image-Height and "
+                        "X-Image-Width back to crop to the original size: curl --data-binary @latent.npy "
+                        "-H 'content-type: application/x-npy' -H 'x-image-height: 321' -H 'x-image-width: 481' URL",
+                    ),
+                },
+                "application/octet-stream": {
+                    "schema": _BINARY,
+                    "examples": _binary_example(
+                        "a compressed stream (compression models)",
+                        "the stream encode returned: curl --data-binary @photo.aec "
+                        "-H 'content-type: application/octet-stream' URL",
+                    ),
+                },
             },
         }
     },
@@ -185,3 +213,51 @@ _VERSION = {
     "description": "model version (at most 9 digits)",
 }
 PATH_PARAMETERS: dict[bool, list[dict[str, Any]]] = {False: [_NAME], True: [_NAME, _VERSION]}
+
+
+# Answers of the routes FastAPI documents from their response models, as `service.api.docs` adds them:
+# (method, path) -> {status: (media type, example)}. tests/service/test_docs.py validates each against
+# its response model, so they cannot drift from the answers.
+_MODEL_EXAMPLE: dict[str, Any] = {
+    "name": "ecg-embed",
+    "default_version": 2,
+    "versions": [
+        {
+            "version": 2,
+            "task": "embed",
+            "family": "recurrent",
+            "input": {
+                "kind": "sequence",
+                "features": 1,
+                "dtype": "float32",
+                "normalization": {"kind": "per_series", "mean": None, "std": None, "epsilon": 1e-08},
+                "min_length": 1,
+                "max_length": 2000,
+            },
+            "latent": {"kind": "vector", "shape": [32], "dtype": "float32", "downsample": None},
+            "operations": ["encode", "decode", "reconstruct"],
+            "providers": ["CPUExecutionProvider"],
+            "parity_max_abs_diff": 4.4e-05,
+            "training": {"steps": 3750, "wall_time_s": 810.88, "device": "cpu", "final_validation": {"mse": 0.1166}},
+        }
+    ],
+    "version_policy": "latest 1",
+    "not_loaded_versions": [1],
+    "failed_versions": [],
+}
+OPERATION_EXAMPLES: dict[tuple[str, str], dict[int, tuple[str, Any]]] = {
+    ("GET", "/health/live"): {200: ("application/json", {"status": "ok"})},
+    ("GET", "/health/ready"): {
+        200: ("application/json", {"ready": True, "status": "ready", "models": 16, "failed": []}),
+        503: ("application/json", {"ready": False, "status": "failed", "models": 15, "failed": ["image-conv/3"]}),
+    },
+    ("GET", "/v1/models"): {200: ("application/json", {"models": [_MODEL_EXAMPLE], "failures": []})},
+    ("GET", "/v1/models/{name}"): {200: ("application/json", _MODEL_EXAMPLE)},
+    ("GET", "/metrics"): {
+        200: (
+            "text/plain",
+            "# TYPE ae_requests_total counter\n"
+            'ae_requests_total{model="ecg-embed",operation="encode",status="200",version="2"} 42.0\n',
+        )
+    },
+}
