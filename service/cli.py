@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
-from service.logs import configure_logging
+from service.logs import configure_logging, log_config
 from service.memory_budget import available_memory, derived_max_image_pixels
+from service.startup import settings_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +60,12 @@ def export_pixel_limit(workers: int) -> None:
 STARTUP_FAILURE = 3
 
 
-def settings_or_exit() -> Settings:
-    """The settings from the environment, or exit 2 with one line per mistake (no traceback to read)."""
-    try:
-        return Settings()
-    except ValidationError as error:
-        lines = []
-        for problem in error.errors():
-            where = "AE_" + "_".join(str(part) for part in problem["loc"]).upper()
-            message = str(problem["msg"]).removeprefix("Value error, ")
-            lines.append(message if message.startswith("AE_") else f"{where}: {message}")
-        sys.stderr.write("".join(f"ae-serve: {line}\n" for line in lines))
-        raise SystemExit(2) from None
+# How long a restarted worker may take to load and warm its models before it must answer as ready.
+# SIGHUP to `ae-serve` replaces the workers one at a time, each new one serving before its old one
+# stops, and uvicorn abandons the reload (keeping the old workers) when a new one is not ready in
+# time. uvicorn's default, 5 s, is less than loading a repository takes on a busy host. The same
+# timeout bounds a health ping to a running worker, which answers from its own thread at once.
+WORKER_READY_TIMEOUT_S = 60
 
 
 def serve_workers(config: uvicorn.Config) -> int:
@@ -90,7 +84,7 @@ def serve_workers(config: uvicorn.Config) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse flags (defaults from AE_* settings), export them as settings, start uvicorn."""
-    defaults = settings_or_exit()
+    defaults = settings_or_exit("ae-serve")
     parser = argparse.ArgumentParser(prog="ae-serve", description="Serve the model repository over HTTP.")
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port)
@@ -110,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Worker processes build their app from the environment, so flags travel as AE_* variables.
     os.environ["AE_REPOSITORY"] = str(args.repository)
+    os.environ["AE_HOST"], os.environ["AE_PORT"] = args.host, str(args.port)  # for the start-up summary
     os.environ["AE_LOG_LEVEL"] = args.log_level
     if args.version_policy is not None:
         os.environ["AE_VERSION_POLICY"] = str(args.version_policy)
@@ -120,12 +115,15 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(args.log_level)
     export_pixel_limit(workers)
     # The service writes its own JSON access line per request (with the request id); uvicorn's is off.
+    # uvicorn's own lines (the supervisor's and each worker's) are JSON lines too (`log_config`).
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "workers": workers,
         "log_level": args.log_level,
+        "log_config": log_config(args.log_level),
         "access_log": False,
+        "timeout_worker_healthcheck": WORKER_READY_TIMEOUT_S,
         "timeout_graceful_shutdown": 30,
         # 503 beyond this many open connections (or running requests) per worker. uvicorn has no
         # deadline for a request's headers: this bounds what half-sent headers can hold open.

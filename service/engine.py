@@ -6,11 +6,18 @@ session really uses are read back from it and reported, never assumed from the r
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import logging
+import os
+import re
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -18,6 +25,7 @@ import onnxruntime as ort
 from service.config import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -50,12 +58,108 @@ _release_freed_memory = _malloc_trim()
 # so that later sessions do not retry them and repeat ONNX Runtime's failure log for every graph.
 _NOT_GRANTED: set[str] = set()
 
+# The smallest graph (one Identity node, float[1] -> float[1], opset 13; serialized with onnx.helper)
+# on which ONNX Runtime creates a session, and with it the providers asked for: the probe below tries
+# a GPU provider on it before any model loads.
+_PROBE_GRAPH = (
+    b'\x08\x08\x12\x00:;\n\x10\n\x01x\x12\x01y"\x08Identity\x12\x05probeZ\x0f\n\x01x\x12\n\n\x08\x08\x01'
+    b"\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r"
+)
+# What each probed provider's probe found in this process: None when usable, else why not.
+_PROBED: dict[str, str | None] = {}
+# ONNX Runtime's own log lines (C++, written straight to stderr), e.g. `[E:onnxruntime:Default, ...]`.
+_ORT_LINE = re.compile(r"\[[EWIV]:onnxruntime:")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_MAX_REASON_CHARS = 300
 
-def available_providers(preferred: list[str]) -> list[str]:
-    """The preferred providers this ONNX Runtime build offers, in preference order (CPU always last)."""
+
+def _captured(create: Callable[[], T]) -> tuple[T, str]:
+    """Call `create` while the process's stderr (file descriptor 2) and Python's stdout are captured.
+
+    ONNX Runtime writes its failure to create a provider from C++ to descriptor 2, in red, and its
+    Python fallback prints to stdout: neither goes through `logging`. Returns what they wrote.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()) as printed:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            result = create()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        written = sink.read().decode("utf-8", "replace")
+    return result, _ANSI.sub("", written + printed.getvalue())
+
+
+def _failure_reason(output: str) -> str:
+    """ONNX Runtime's first error line about a provider, shortened, without its source location."""
+    for line in output.splitlines():
+        if _ORT_LINE.search(line):
+            text = line.split("] ", 1)[-1].strip()  # drop "time [E:onnxruntime:Default, file:line operator()]"
+            text = text.split(" : FAIL : ", 1)[-1]  # and the failing C++ function's name before the message
+            return text if len(text) <= _MAX_REASON_CHARS else text[:_MAX_REASON_CHARS] + "..."
+    return "ONNX Runtime could not create it"
+
+
+def _replay(output: str, keep_onnxruntime_lines: bool) -> None:
+    """Write captured output back to stderr: lines of other threads always, ONNX Runtime's on request."""
+    lines = [
+        line for line in output.splitlines() if line.strip() and (keep_onnxruntime_lines or not _ORT_LINE.search(line))
+    ]
+    if lines:
+        sys.stderr.write("\n".join(lines) + "\n")
+
+
+def probe_provider(provider: str) -> str | None:
+    """None when ONNX Runtime can create `provider` on this host, else why not; tried once per process.
+
+    onnxruntime-gpu lists CUDA as available on any host; on one without the CUDA libraries or a GPU,
+    creating a session with it logs a red error (and a warning) for every worker, then falls back to
+    CPU. The probe creates it once on `_PROBE_GRAPH` with that output captured, so a CPU-only host
+    starts without error lines and its sessions never ask for CUDA.
+    """
+    if provider not in _PROBED:
+        try:
+            session, output = _captured(
+                lambda: ort.InferenceSession(_PROBE_GRAPH, providers=[provider, "CPUExecutionProvider"])
+            )
+            usable = provider in session.get_providers()
+        except (RuntimeError, ValueError) as error:  # what ONNX Runtime raises when no fallback is left
+            usable, output = False, f"[E:onnxruntime:] {error}"
+        _PROBED[provider] = None if usable else _failure_reason(output)
+        _replay(output, keep_onnxruntime_lines=usable)
+    return _PROBED[provider]
+
+
+def available_providers(preferred: list[str], insist: bool = False) -> list[str]:
+    """The preferred providers usable here, in preference order; CPU when none is.
+
+    Providers this ONNX Runtime build offers are probed (`probe_provider`) unless they are the CPU's.
+    One that fails is left out with one log line per process: info when it was only the default
+    preference, a warning when `insist` (the operator asked for it by name).
+    """
     offered = set(ort.get_available_providers()) - _NOT_GRANTED
-    chosen = [p for p in preferred if p in offered]
+    chosen = []
+    for provider in preferred:
+        if provider not in offered:
+            continue
+        if provider == "CPUExecutionProvider" or provider in _PROBED:
+            usable = _PROBED.get(provider) is None
+        elif (reason := probe_provider(provider)) is not None:
+            usable = False
+            log = logger.warning if insist else logger.info
+            log("%s is not usable on this host, so it is not used: %s", provider, reason)
+        else:
+            usable = True
+        if usable:
+            chosen.append(provider)
     return chosen or ["CPUExecutionProvider"]
+
+
+def _shapes(feeds: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    return {name: list(array.shape) for name, array in feeds.items()}
 
 
 class OnnxEngine:
@@ -76,7 +180,7 @@ class OnnxEngine:
         if not settings.thread_spinning:
             # Idle intra-op threads otherwise busy-wait for work, taking cores from other workers.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        requested = available_providers(settings.providers)
+        requested = available_providers(settings.providers, insist="providers" in settings.model_fields_set)
         self.session = ort.InferenceSession(str(path), options, providers=requested)
         self.providers: list[str] = list(self.session.get_providers())
         missing = [p for p in requested if p not in self.providers]
@@ -85,6 +189,8 @@ class OnnxEngine:
             logger.warning("requested %s but ONNX Runtime could not use them; running on %s", missing, self.providers)
         # Called with (seconds, batch size) after each run; the app attaches its metrics here.
         self.on_run: Callable[[float, int], None] | None = None
+        # MODEL/VERSION/graph file, for the debug line of each run.
+        self.label = f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -94,6 +200,13 @@ class OnnxEngine:
         outputs = self.session.run(self.output_names, feeds)
         if sum(a.nbytes for a in feeds.values()) + sum(a.nbytes for a in outputs) >= TRIM_AFTER_BYTES:
             _release_freed_memory()
+        seconds = time.perf_counter() - started
+        batch = len(next(iter(feeds.values())))
         if self.on_run is not None:
-            self.on_run(time.perf_counter() - started, len(next(iter(feeds.values()))))
+            self.on_run(seconds, batch)
+        # AE_LOG_LEVEL=debug: one line per graph run (inside a request, with its request id), so the
+        # batch sizes the micro-batcher formed and each run's time can be read per request.
+        if logger.isEnabledFor(logging.DEBUG):
+            timing = {"graph": self.label, "batch": batch, "run_ms": round(seconds * 1000, 3)}
+            logger.debug("graph run", extra={**timing, "feeds": _shapes(feeds)})
         return dict(zip(self.output_names, outputs, strict=True))

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
+from service.logs import note_error_code
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ _HTTP_CODES = {
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The error body every failure shares."""
+    """The error body every failure shares; its code also goes on the request's access line."""
+    note_error_code(code)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 

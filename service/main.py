@@ -23,6 +23,7 @@ from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.repository import ModelLoadError, ModelRepository
+from service.startup import effective_settings, settings_or_exit
 from service.state import ServiceState
 
 logger = logging.getLogger("service")
@@ -49,12 +50,21 @@ async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLo
         model.handler.start(process)
     state.ready = True
     loaded = sum(len(v) for v in state.repository.models.values())
+    # The one start-up summary of this worker: what it serves and every setting it runs with.
+    providers: list[str] = []
+    for model in state.repository.loaded():
+        providers += [p for p in model.providers if p not in providers]
+    summary = {"settings": effective_settings(state.settings, providers)}
     if (readiness := state.readiness()) in ("ready", "partial"):
-        logger.info("%s: %d model version(s) loaded", readiness, loaded)
+        logger.info("%s: %d model version(s) loaded, on %s", readiness, loaded, ", ".join(providers), extra=summary)
     else:  # the reasons were logged as each version failed
         failed = [failure.key for failure in state.repository.unserved()]
         logger.error(
-            "not ready (%s): %d loaded, failed: %s (AE_ALLOW_PARTIAL serves the rest)", readiness, loaded, failed
+            "not ready (%s): %d loaded, failed: %s (AE_ALLOW_PARTIAL serves the rest)",
+            readiness,
+            loaded,
+            failed,
+            extra=summary,
         )
 
 
@@ -85,8 +95,8 @@ def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A configured app; settings default to the environment (`AE_*`)."""
-    state = ServiceState(settings or Settings())
+    """A configured app; settings default to the environment (`AE_*`), exiting with one line per mistake."""
+    state = ServiceState(settings or settings_or_exit("service.main"))
     service_metrics = ServiceMetrics()
     process = ProcessLoad()
     configure_logging(state.settings.log_level)

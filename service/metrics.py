@@ -26,12 +26,15 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "ae_requests", "HTTP requests by model, operation and status", ["model", "operation", "status"], registry=r
+            "ae_requests",
+            "HTTP requests by model, version, operation and status",
+            ["model", "version", "operation", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "ae_request_latency_seconds",
             "End-to-end request latency",
-            ["model", "operation"],
+            ["model", "version", "operation"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -1,4 +1,4 @@
-"""Per-request context: request id in and out, one JSON access line, request metrics.
+"""Per-request context: request id in and out, one JSON access line (with the error code), request metrics.
 
 A plain ASGI middleware (not BaseHTTPMiddleware): it adds no task or stream copy per request.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import request_id_var
+from service.logs import RequestNotes, request_id_var, request_notes_var
 from service.metrics import ServiceMetrics
 from service.state import ServiceState
 
@@ -40,15 +40,25 @@ class RequestContextMiddleware:
         self.state = state
         self.metrics = metrics
 
-    def _labels(self, scope: Scope) -> tuple[str, str] | None:
+    def _labels(self, scope: Scope) -> tuple[str, str, str] | None:
+        """(model, version, operation) of an inference request; None for other routes."""
         operation = scope.get("path", "").rsplit("/", 1)[-1]
         if operation not in _OPERATIONS:
             return None
-        name = scope.get("path_params", {}).get("name", "")
+        path_params = scope.get("path_params", {})
+        name = path_params.get("name", "")
         repository = self.state.repository
-        # Only known names become label values: random names must not grow the metric set.
-        known = repository is not None and name in repository.models
-        return (name if known else "unknown"), operation
+        # Only loaded names and versions become label values: random ones must not grow the metric set.
+        if repository is None or name not in repository.models:
+            return "unknown", "unknown", operation
+        # Without a version in the path the default version served (the one `ModelRepository.get` picks).
+        text = path_params.get("version")
+        if text is None:
+            version = repository.default_version(name)
+        else:  # as the route reads it: at most 9 ASCII digits (more is refused, and never parsed here)
+            version = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+        served = version is not None and version in repository.models[name]
+        return name, (str(version) if served else "unknown"), operation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap one ASGI call."""
@@ -57,6 +67,8 @@ class RequestContextMiddleware:
             return
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
+        notes = RequestNotes()
+        notes_token = request_notes_var.set(notes)
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500}
 
@@ -68,19 +80,24 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Unhandled: the outermost handler answers 500 `internal_error` after this line is written.
+            notes.error_code = notes.error_code or "internal_error"
+            raise
         finally:
             elapsed = time.perf_counter() - started
             labels = self._labels(scope)
             if labels is not None:
                 self.metrics.requests.labels(*labels, str(status["code"])).inc()
                 self.metrics.latency.labels(*labels).observe(elapsed)
-            logger.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status["code"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            line: dict[str, Any] = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status["code"],
+                "duration_ms": round(elapsed * 1000, 2),
+            }
+            if notes.error_code is not None:
+                line["code"] = notes.error_code
+            logger.info("request", extra=line)
+            request_notes_var.reset(notes_token)
             request_id_var.reset(token)

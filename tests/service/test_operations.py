@@ -14,14 +14,19 @@ from service.main import create_app
 from tests.service.conftest import png_bytes, service_settings
 
 
-def test_metrics_count_requests_by_model_operation_and_status(client):
+def test_metrics_count_requests_by_model_version_operation_and_status(client):
     client.post("/v1/models/tiny-seq/encode", json={"sequences": [[1, 2, 3]]})
     client.post("/v1/models/tiny-seq/encode", json={"sequences": [[1, "x"]]})
     client.post("/v1/models/random-name-123/encode", json={"sequences": [[1]]})
+    # Versions that are not loaded must not become label values either.
+    client.post("/v1/models/tiny-seq/versions/987654/encode", json={"sequences": [[1, 2, 3]]})
     text = client.get("/metrics").text
-    assert 'ae_requests_total{model="tiny-seq",operation="encode",status="200"}' in text
-    assert 'ae_requests_total{model="tiny-seq",operation="encode",status="422"}' in text
-    assert 'model="unknown",operation="encode",status="404"' in text and "random-name-123" not in text
+    # The default-version route is counted under the version that served it (tiny-seq: 2 of 1 and 2).
+    assert 'ae_requests_total{model="tiny-seq",operation="encode",status="200",version="2"}' in text
+    assert 'ae_requests_total{model="tiny-seq",operation="encode",status="422",version="2"}' in text
+    assert 'model="unknown",operation="encode",status="404",version="unknown"' in text
+    assert 'model="tiny-seq",operation="encode",status="404",version="unknown"' in text
+    assert "random-name-123" not in text and "987654" not in text
     assert 'ae_inference_seconds_count{graph="encoder",model="tiny-seq"}' in text
     assert "ae_batch_size_bucket" in text and "ae_queue_depth" in text
     assert (

@@ -80,7 +80,7 @@ def test_each_model_gets_the_handler_of_its_kind(client):
 def test_requests_are_counted_under_their_model(client):
     assert client.post("/v1/models/tiny-seq/encode", json=SERIES, headers=AUTH).status_code == HTTPStatus.OK
     metrics = client.get("/metrics").text
-    assert 'ae_requests_total{model="tiny-seq",operation="encode",status="200"}' in metrics
+    assert 'ae_requests_total{model="tiny-seq",operation="encode",status="200",version="2"}' in metrics
 
 
 def test_openapi_documents_the_path_parameters(client):

@@ -14,7 +14,7 @@ REQUESTS = 24
 
 
 def _requests_total(text: str) -> float:
-    pattern = r'^ae_requests_total\{model="tiny-image",operation="reconstruct",status="200"\} (\S+)$'
+    pattern = r'^ae_requests_total\{model="tiny-image",operation="reconstruct",status="200",version="1"\} (\S+)$'
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
