@@ -29,7 +29,7 @@ _LATENT_EXAMPLE = {
 _ERRORS = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
-        (400, "undecodable body (broken image, invalid JSON or base64)"),
+        (400, "undecodable body (broken image, invalid JSON or base64, a damaged, foreign or unsigned stream)"),
         (404, "unknown model or version"),
         (406, "no acceptable response format"),
         (409, "the model does not support this operation (`unsupported_operation`)"),
@@ -37,6 +37,9 @@ _ERRORS = {
         (415, "unsupported media type"),
         (422, "invalid values: NaN or Inf, ragged or empty series, wrong feature count or latent shape"),
         (401, "API keys are configured and the request carries no valid bearer key"),
+        (408, "the body did not arrive within `AE_BODY_READ_TIMEOUT_S` (`body_timeout`; the connection is closed)"),
+        (429, "the API key is over its rate limit (`rate_limited`); `Retry-After` says when to try again"),
+        (499, "the client disconnected before the answer was ready (`client_gone`); nobody reads this answer"),
         (
             503,
             "models loading, the service shutting down, the model's queue full (`overloaded`), or the version "
@@ -130,7 +133,8 @@ DECODE_DOC: dict[str, Any] = {
     "description": "Image models: send a latent as JSON (as `encode` returns it; `image_size` crops to the original "
     "size) or as `.npy` (with optional `X-Image-Height`/`-Width`); a PNG comes back (`Accept` may ask for JPEG or "
     "WebP). Sequence models: send embeddings and the lengths to decode. Compression models: send the bitstream "
-    "(`application/octet-stream`) that `encode` returned; a damaged or foreign stream is refused with 400.",
+    "(`application/octet-stream`) that `encode` returned; a stream written by another version of the same model is "
+    "decoded by that version (as `POST /v1/decode` does), a damaged stream or one of another model is refused with 400.",
     "openapi_extra": {
         "requestBody": {
             "required": True,
@@ -175,6 +179,24 @@ DECODE_DOC: dict[str, Any] = {
         },
         **_ERRORS,
     },
+}
+
+_STREAM_BODY: dict[str, Any] = {
+    "schema": _BINARY,
+    "examples": _binary_example(
+        "a compressed stream, as a compression model's encode returned it",
+        "curl --data-binary @photo.aec -H 'content-type: application/octet-stream' URL",
+    ),
+}
+
+DECODE_STREAM_DOC: dict[str, Any] = {
+    "description": "Send a compressed stream (`application/octet-stream`) as any compression model's `encode` "
+    "returned it: its header names the model and version that wrote it, and exactly that version decodes it, "
+    "loaded on first use when the version policy no longer loads it (see `AE_LAZY_MAX_VERSIONS`). A PNG comes "
+    "back (`Accept` may ask for JPEG or WebP). A body that is not a stream is 400, a stream naming a model or "
+    "version not on disk 404, one naming a version that fails to load 503.",
+    "openapi_extra": {"requestBody": {"required": True, "content": {"application/octet-stream": _STREAM_BODY}}},
+    "responses": {200: _image_answer("the decoded image"), **_ERRORS},
 }
 
 RECONSTRUCT_DOC: dict[str, Any] = {
