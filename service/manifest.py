@@ -3,7 +3,9 @@
 The manifest is the only contract between the two packages. Training fills it in at export
 time; the service validates it (and the sha256 of each graph) before it loads anything.
 
-Schema versions: 2 records the training data as structured fields (`DataRecord`). Schema 1 kept it
+Schema versions: 3 adds the optional `anomaly` calibration of anomaly models (`AnomalyCalibration`);
+a schema-2 file reads as schema 3 without it. 2 records the training data as structured fields
+(`DataRecord`). Schema 1 kept it
 as a JSON string with a path on the training machine; a schema-1 `model.json` still loads, upgraded
 on read by `service.manifest_upgrade` (its data hash is then unknown: `None`).
 `scripts/migrate_manifests.py` rewrites old files in place and fills the hash in from the data.
@@ -11,7 +13,9 @@ on read by `service.manifest_upgrade` (its data hash is then unknown: `None`).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,7 +25,7 @@ from service.manifest_upgrade import upgrade
 
 MANIFEST_FILE = "model.json"
 
-SCHEMA_VERSION: Literal[2] = 2
+SCHEMA_VERSION: Literal[3] = 3
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
 GraphRole = Literal["encoder", "decoder", "autoencoder"]
@@ -181,10 +185,51 @@ class TrainingRecord(_Strict):
     config: dict[str, object]
 
 
+class CalibrationData(_Strict):
+    """Which series the calibration scores came from: normal series that training never saw.
+
+    `split` says how they were chosen (for the committed models: half, by a seeded permutation, of
+    the training run's held-out normal series; the other half is left for the evaluation).
+    """
+
+    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    file: str
+    classes: list[int]
+    split: str
+    seed: int
+    series: int = Field(ge=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class AnomalyCalibration(_Strict):
+    """A `reconstruct` sequence model's calibrated anomaly threshold (`ae-train calibrate`).
+
+    `threshold` is the `quantile` of the reconstruction errors of held-out normal series;
+    `calibration_scores` are those errors sorted (every one, or evenly spaced quantiles of them when
+    there are many), so the service can say where a score falls among them (its percentile).
+    """
+
+    threshold: float = Field(ge=0, allow_inf_nan=False)
+    quantile: float = Field(gt=0, lt=1)
+    calibration_scores: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
+    calibration_data: CalibrationData
+
+    @model_validator(mode="after")
+    def _scores_sorted(self) -> AnomalyCalibration:
+        scores = self.calibration_scores
+        if any(a > b for a, b in itertools.pairwise(scores)):
+            raise ValueError("anomaly.calibration_scores must be sorted ascending")
+        return self
+
+    def percentile(self, score: float) -> float:
+        """Percent of calibration scores at or below `score` (0 to 100)."""
+        return 100.0 * bisect.bisect_right(self.calibration_scores, score) / len(self.calibration_scores)
+
+
 class Manifest(_Strict):
     """The full `model.json`."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     family: str
@@ -198,6 +243,7 @@ class Manifest(_Strict):
     parity_max_abs_diff: float
     training: TrainingRecord
     created: str
+    anomaly: AnomalyCalibration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -210,6 +256,8 @@ class Manifest(_Strict):
             raise ValueError("a manifest needs at least one graph")
         if self.task == "compress" and (self.entropy_model is None or not {"encoder", "decoder"} <= set(self.graphs)):
             raise ValueError("a compress model needs encoder and decoder graphs and an entropy_model")
+        if self.anomaly is not None and (self.task != "reconstruct" or not isinstance(self.input, SequenceInputSpec)):
+            raise ValueError("only a reconstruct model of sequences carries an anomaly calibration")
         return self
 
     @property

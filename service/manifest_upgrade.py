@@ -8,6 +8,9 @@ machine read (`../shared/datasets/images/bsds400`, `.gpu-data/bsds400`) and the 
 It becomes a structured record (`service.manifest.DataRecord`): the data set's name taken from
 that path, the split rule from the recorded config, the counts, and no content hash (schema 1
 never recorded one). `data.path` is dropped from the recorded config as well.
+
+Schema 2 -> 3: nothing to translate; schema 3 adds the optional `anomaly` calibration of anomaly
+models, which a schema-2 file does not have.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "schema_version": 2, "training": training}
 
 
+def upgrade_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-2 manifest as a schema-3 one: schema 3 only adds the optional `anomaly` field."""
+    return {**raw, "schema_version": 3}
+
+
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` in the current schema: older schemas translated, anything else returned as it is.
 
@@ -71,7 +79,9 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """
     if raw.get("schema_version") == 1 and isinstance(raw.get("training"), dict):
         try:
-            return upgrade_v1(raw)
+            raw = upgrade_v1(raw)
         except (ValueError, KeyError, TypeError, AttributeError):
             return raw
+    if raw.get("schema_version") == 2:
+        raw = upgrade_v2(raw)
     return raw

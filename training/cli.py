@@ -4,6 +4,7 @@ ae-train fit configs/ecg-embed.toml --set optim.steps=500 --run-dir runs/ecg
 ae-train fit configs/ecg-embed.toml --run-dir runs/ecg --resume
 ae-train fit configs/ecg-embed.toml --print-config   # every key: value, default, meaning
 ae-train export runs/ecg --name ecg-embed --models-dir models
+ae-train calibrate --model ecg-anomaly --data ../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt --quantile 0.99
 ae-train data fetch   # BSDS500 and ECG5000 into $AE_DATASETS (default ../shared/datasets)
 """
 
@@ -130,6 +131,20 @@ def _parser() -> argparse.ArgumentParser:
     denoise.add_argument("--bm3d-limit", type=int, default=10, help="images BM3D runs on (it is slow)")
     denoise.add_argument("--model", default="image-denoise", help=model_help)
     denoise.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
+    calibrate = commands.add_parser(
+        "calibrate",
+        parents=[repository],
+        help="store an anomaly threshold in a reconstruct model's model.json; ROC AUC, precision, recall",
+    )
+    calibrate.add_argument("--model", default="ecg-anomaly", help=model_help + " (a model: its latest version)")
+    calibrate.add_argument(
+        "--data", type=Path, required=True, help="labelled series (class 1 normal), UCR or JSON Lines"
+    )
+    calibrate.add_argument("--quantile", type=float, default=0.99, help="threshold: this quantile of normal errors")
+    calibrate.add_argument(
+        "--seed", type=int, default=0, help="seeds the calibration/evaluation cut of held-out normals"
+    )
+    calibrate.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     data = commands.add_parser("data", help="the public data sets the default models were trained on")
     actions = data.add_subparsers(dest="action", required=True)
     fetch = actions.add_parser("fetch", help="download BSDS500 and ECG5000, verify their checksums, write them")
@@ -203,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
         elif args.command == "evaluate":
             print(json.dumps(_evaluate(args), indent=2))
+        elif args.command == "calibrate":
+            from training import calibrate as calibration
+            from training.evaluate.served import model_folder
+
+            folder = model_folder(args.model, args.models_dir)
+            print(json.dumps(calibration.run(folder, args.data, args.quantile, args.seed, args.out), indent=2))
         elif args.command == "data":
             print(json.dumps(_data(args), indent=2))
         else:

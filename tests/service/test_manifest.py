@@ -34,9 +34,9 @@ def _load_script():
     return module
 
 
-def test_schema_2_round_trips(tiny_models):
+def test_the_current_schema_round_trips(tiny_models):
     manifest = load_manifest(tiny_models / "tiny-image/1")
-    assert manifest.schema_version == SCHEMA_VERSION == 2
+    assert manifest.schema_version == SCHEMA_VERSION == 3
     again = Manifest.model_validate_json(manifest.model_dump_json(indent=2))
     assert again == manifest and again.training.data.sha256 == manifest.training.data.sha256
 
@@ -69,7 +69,7 @@ def test_schema_1_is_upgraded_on_read(tiny_models, tmp_path, model, old, path, d
     (tmp_path / "model.json").write_text(json.dumps(_schema_1(current, old, path)))
     manifest = load_manifest(tmp_path)
     data = manifest.training.data
-    assert manifest.schema_version == 2
+    assert manifest.schema_version == SCHEMA_VERSION
     assert (data.dataset, data.split, data.counts.unit, data.sha256) == (dataset, split, unit, None)
     assert (data.counts.train, data.counts.val) == (old.get("train_images", 160), old.get("val_images", 40))
     assert "path" not in manifest.training.config["data"]
@@ -95,7 +95,7 @@ def test_migration_script_hashes_the_data_and_is_idempotent(tiny_models, tmp_pat
     assert migrate.main(["--models", str(models), "--datasets", str(datasets)]) == 0
     written = (models / "tiny-seq/1/model.json").read_text()
     manifest = load_manifest(models / "tiny-seq/1")
-    assert json.loads(written)["schema_version"] == 2 and manifest.training.data.sha256 == sha256_of(ECG)
+    assert json.loads(written)["schema_version"] == SCHEMA_VERSION and manifest.training.data.sha256 == sha256_of(ECG)
     assert {p.name: sha256_of(p) for p in (models / "tiny-seq/1").glob("*.onnx")} == graphs
     assert migrate.main(["--models", str(models), "--datasets", str(datasets), "--check"]) == 0
     assert migrate.main(["--models", str(models), "--datasets", str(datasets)]) == 0
