@@ -19,6 +19,7 @@ from service.api.routes.inference import add_inference_routes
 from service.batching import ProcessLoad
 from service.config import Settings
 from service.handlers import install_error_handlers
+from service.kinds.sequence import SequenceHandler
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
@@ -36,6 +37,10 @@ def _observe(metrics: ServiceMetrics, repository: ModelRepository) -> None:
             metrics.models.labels(name, str(version), model.manifest.task, ",".join(model.providers)).set(1)
             for role, engine in model.engines.items():
                 metrics.observe_graph(name, role, engine, model.handler.batchers[role])
+            if isinstance(model.handler, SequenceHandler):
+                anomaly = model.manifest.anomaly
+                threshold = anomaly.threshold if anomaly is not None else None
+                model.handler.on_scored = metrics.observe_scores(name, str(version), threshold)
 
 
 async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -17,6 +18,9 @@ from service.engine import OnnxEngine
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Reconstruction errors are MSE in normalised units: well-reconstructed series sit near 0.01-0.1,
+# series a model does not know near 0.5 and above (ecg-anomaly's card).
+_ERROR_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class ServiceMetrics:
@@ -70,6 +74,41 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+
+        # Drift: how far incoming series sit from what each sequence model knows. Counters and
+        # histograms add up across workers; the share above the threshold is a query (README).
+        self.reconstruction_error = Histogram(
+            "ae_reconstruction_error",
+            "Per-series reconstruction error (MSE, normalised units) of sequence reconstruct answers",
+            ["model", "version"],
+            buckets=_ERROR_BUCKETS,
+            registry=r,
+        )
+        self.series_scored = Counter(
+            "ae_series_scored", "Series scored by sequence reconstruct", ["model", "version"], registry=r
+        )
+        self.series_above_threshold = Counter(
+            "ae_series_above_threshold",
+            "Series whose error is above the model's stored (calibrated) threshold, whatever threshold the caller sent",
+            ["model", "version"],
+            registry=r,
+        )
+
+    def observe_scores(self, model: str, version: str, threshold: float | None) -> Callable[[list[float]], None]:
+        """A callback for a sequence model's per-series errors: histogram, scored and flagged counts."""
+        errors = self.reconstruction_error.labels(model, version)
+        scored = self.series_scored.labels(model, version)
+        above = self.series_above_threshold.labels(model, version)
+        above.inc(0)  # exported from the start, so the share query has both series
+
+        def on_scored(values: list[float]) -> None:
+            for value in values:
+                errors.observe(value)
+            scored.inc(len(values))
+            if threshold is not None:
+                above.inc(sum(value > threshold for value in values))
+
+        return on_scored
 
     def observe_graph(self, model: str, graph: str, engine: OnnxEngine, batcher: MicroBatcher) -> None:
         """Attach this registry's metrics to one graph's engine and batcher."""

@@ -114,6 +114,18 @@ class SequencesRequest(BaseModel):
     sequences: list[list[float] | list[list[float]]] = Field(examples=[[[0.1, 0.5, 0.9, 0.4], [1.0, 0.8, 0.2]]])
 
 
+class ReconstructSequencesRequest(SequencesRequest):
+    """Series to reconstruct and score; `threshold` optionally decides the `anomaly` flags."""
+
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        description="flag series whose error is above this (a finite number >= 0); overrides the model's "
+        "calibrated threshold",
+        examples=[0.5],
+    )
+
+
 class DecodeSequencesRequest(BaseModel):
     """Embeddings to turn back into series of the given lengths."""
 
@@ -134,6 +146,16 @@ class ReconstructionsResponse(BaseModel):
 
     reconstructions: list[list[float] | list[list[float]]]
     errors: list[float] = Field(description="per-series reconstruction error; usable as an anomaly score")
+    percentiles: list[float] | None = Field(
+        default=None,
+        description="models with a calibrated threshold: each error's percentile (0-100) among the errors of "
+        "held-out normal series the model was calibrated on",
+    )
+    anomaly: list[bool] | None = Field(
+        default=None,
+        description="per series, error above the threshold: the body's `threshold`, else the model's calibrated "
+        "one; absent when there is neither",
+    )
     model: str
     version: int
 

@@ -15,6 +15,7 @@ from service.schemas import (
     ErrorResponse,
     LatentResponse,
     ReconstructionsResponse,
+    ReconstructSequencesRequest,
     SequencesRequest,
 )
 
@@ -100,6 +101,23 @@ _IMAGE_OR_SEQUENCES_BODY: dict[str, Any] = {
         "content": {
             **_image_request(),
             "application/json": {"schema": _schema(SequencesRequest), "example": _SEQUENCES_EXAMPLE},
+        },
+    }
+}
+
+# reconstruct's series may carry a `threshold` for the anomaly flags.
+_RECONSTRUCT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            **_image_request(),
+            "application/json": {
+                "schema": _schema(ReconstructSequencesRequest),
+                "examples": {
+                    "series": {"value": _SEQUENCES_EXAMPLE},
+                    "own threshold": {"value": {**_SEQUENCES_EXAMPLE, "threshold": 0.5}},
+                },
+            },
         },
     }
 }
@@ -202,8 +220,11 @@ DECODE_STREAM_DOC: dict[str, Any] = {
 RECONSTRUCT_DOC: dict[str, Any] = {
     "description": "Image models: image in, reconstruction (or denoised image) of the same size out, PNG by default. "
     'Sequence models: `{"sequences": [...]}` in; reconstructions and per-series errors (anomaly scores) out. '
+    "A model with a calibrated threshold (`anomaly` in its manifest) also answers each error's `percentiles` "
+    "among its calibration scores and `anomaly` flags (error above the threshold); an optional `threshold` in "
+    "the body decides the flags instead (any model). "
     "Compression models: encode then decode through the real bitstream; `X-Bits-Per-Pixel` and `X-PSNR` report it.",
-    "openapi_extra": _IMAGE_OR_SEQUENCES_BODY,
+    "openapi_extra": _RECONSTRUCT_BODY,
     "responses": {
         200: {
             **_image_answer("reconstruction"),
@@ -212,8 +233,10 @@ RECONSTRUCT_DOC: dict[str, Any] = {
                 "application/json": _json(
                     ReconstructionsResponse,
                     {
-                        "reconstructions": [[0.0, 0.41, 1.1]],
-                        "errors": [0.012],
+                        "reconstructions": [[0.0, 0.41, 1.1], [0.9, 0.2, -0.6]],
+                        "errors": [0.041, 0.587],
+                        "percentiles": [37.9, 100.0],
+                        "anomaly": [False, True],
                         "model": "ecg-anomaly",
                         "version": 1,
                     },

@@ -8,6 +8,8 @@ The JSON body is parsed in the prepare stage, so in a worker thread unless it is
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,7 +23,7 @@ from service.codecs.sequence import denormalize, normalize, pad_batch, parse_seq
 from service.config import Settings
 from service.errors import InvalidInputError
 from service.kinds.base import Call, ModelHandler, object_fields
-from service.manifest import SequenceInputSpec
+from service.manifest import AnomalyCalibration, SequenceInputSpec
 from service.model import LoadedModel
 from service.stages import Answer, Feeds, Job, Prepared, run_direct
 
@@ -124,6 +126,33 @@ def finish_decoded(outputs: Feeds, context: SequenceContext) -> list[Any]:
     ]
 
 
+def caller_threshold(payload: Any) -> float | None:
+    """The optional `threshold` of a reconstruct body: a finite number >= 0, else 422."""
+    if not isinstance(payload, dict) or "threshold" not in payload:
+        return None
+    value = payload["threshold"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"threshold must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+def anomaly_fields(
+    errors: list[float], calibration: AnomalyCalibration | None, threshold: float | None
+) -> dict[str, list[Any]]:
+    """`percentiles` (with a calibration) and `anomaly` flags (with any threshold) of per-series errors.
+
+    The caller's threshold, when given, decides `anomaly` instead of the stored one; percentiles always
+    place the score among the calibration scores, whatever threshold decides.
+    """
+    fields: dict[str, list[Any]] = {}
+    if calibration is not None:
+        fields["percentiles"] = [calibration.percentile(e) for e in errors]
+    decisive = threshold if threshold is not None else (calibration.threshold if calibration else None)
+    if decisive is not None:
+        fields["anomaly"] = [e > decisive for e in errors]
+    return fields
+
+
 def sequence_encode(model: LoadedModel, raw: Any, settings: Settings) -> list[list[float]]:
     """Embeddings of a batch of series (one request, no batching)."""
     job = Job(partial(prepare_sequences, model, raw, settings), finish_embeddings)
@@ -140,6 +169,9 @@ class SequenceHandler(ModelHandler):
     """encode: series -> embeddings; decode: embeddings + lengths -> series; reconstruct: series -> series + errors."""
 
     kind = "sequence"
+    # Set by the metrics (`ServiceMetrics.observe_scores`): called with each reconstruct answer's
+    # per-series errors, for the drift histograms and counters.
+    on_scored: Callable[[list[float]], None] | None = None
 
     @classmethod
     def serves(cls, model: LoadedModel) -> bool:
@@ -181,12 +213,26 @@ class SequenceHandler(ModelHandler):
         return await self.run("decode", call, Job(prepare, finish))
 
     async def reconstruct(self, call: Call) -> Answer:
-        """Reconstructions of a batch of series and their errors (anomaly scores)."""
+        """Reconstructions of a batch of series and their errors (anomaly scores).
+
+        With a threshold (the manifest's calibrated one, or the body's `threshold`, which wins) each
+        series also gets an `anomaly` flag; with a calibration, the percentile of its error.
+        """
         require_media(call.request, JSON)
+        threshold: float | None = None
+
+        def prepare() -> Prepared[SequenceContext]:
+            nonlocal threshold
+            payload = parse_json(call.body)
+            (raw,) = object_fields(payload, "sequences")
+            threshold = caller_threshold(payload)
+            return prepare_sequences(self.model, raw, self.settings)
 
         def finish(outputs: Feeds, context: SequenceContext) -> Answer:
             reconstructions, errors = finish_reconstructions(outputs, context)
-            return self._json({"reconstructions": reconstructions, "errors": errors})
+            if self.on_scored is not None:
+                self.on_scored(errors)
+            extra = anomaly_fields(errors, self.model.manifest.anomaly, threshold)
+            return self._json({"reconstructions": reconstructions, "errors": errors, **extra})
 
-        job = Job(partial(self._prepare_series, call.body), finish, self._small(call))
-        return await self.run("reconstruct", call, job)
+        return await self.run("reconstruct", call, Job(prepare, finish, self._small(call)))
