@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Which versions load (`service.policy`). Unset: the repository's policy.toml, or the built-in policy
     # (latest 1, codecs all) when it has none; a file named here must exist.
     version_policy: Path | None = Field(default=None, description="policy file instead of <repository>/policy.toml")
+    # Versions on disk the policy leaves out are loaded on first use by a stream naming them (`/v1/decode`,
+    # a codec's decode route), at most this many at once per worker, the least recently used evicted.
+    lazy_max_versions: int = Field(default=2, ge=0, description="versions loaded on demand by streams; 0: off")
 
     # ONNX Runtime: providers in preference order; unavailable ones are skipped and the ones in use reported.
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])

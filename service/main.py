@@ -20,9 +20,11 @@ from service.batching import ProcessLoad
 from service.config import Settings
 from service.handlers import install_error_handlers
 from service.kinds.sequence import SequenceHandler
+from service.lazy import LazyVersions
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
+from service.model import LoadedModel
 from service.repository import ModelLoadError, ModelRepository
 from service.startup import effective_settings, settings_or_exit
 from service.state import ServiceState
@@ -32,15 +34,35 @@ logger = logging.getLogger("service")
 
 def _observe(metrics: ServiceMetrics, repository: ModelRepository) -> None:
     """Attach metrics to every engine and batcher and publish the loaded models."""
-    for name, versions in repository.models.items():
-        for version, model in versions.items():
-            metrics.models.labels(name, str(version), model.manifest.task, ",".join(model.providers)).set(1)
-            for role, engine in model.engines.items():
-                metrics.observe_graph(name, role, engine, model.handler.batchers[role])
-            if isinstance(model.handler, SequenceHandler):
-                anomaly = model.manifest.anomaly
-                threshold = anomaly.threshold if anomaly is not None else None
-                model.handler.on_scored = metrics.observe_scores(name, str(version), threshold)
+    for model in repository.loaded():
+        _observe_model(metrics, model)
+
+
+def _observe_model(metrics: ServiceMetrics, model: LoadedModel) -> None:
+    """Attach metrics to one version's engines and batchers and publish it as loaded."""
+    m = model.manifest
+    metrics.models.labels(m.name, str(m.version), m.task, ",".join(model.providers)).set(1)
+    for role, engine in model.engines.items():
+        metrics.observe_graph(m.name, role, engine, model.handler.batchers[role])
+    if isinstance(model.handler, SequenceHandler):
+        anomaly = model.manifest.anomaly
+        threshold = anomaly.threshold if anomaly is not None else None
+        model.handler.on_scored = metrics.observe_scores(m.name, str(m.version), threshold)
+
+
+def _lazy_versions(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> LazyVersions:
+    """Lazy loading of the versions streams name, with their handlers started and metrics attached like the rest."""
+    assert state.repository is not None
+
+    def start(model: LoadedModel) -> None:
+        _observe_model(metrics, model)
+        model.handler.start(process)  # called on the event loop: the batchers belong to the running loop
+
+    def forget(model: LoadedModel) -> None:
+        m = model.manifest
+        metrics.models.labels(m.name, str(m.version), m.task, ",".join(model.providers)).set(0)
+
+    return LazyVersions(state.repository, state.settings, start, forget)
 
 
 async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> None:
@@ -110,10 +132,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore_signal = _not_ready_on_sigterm(state)
         await _load(state, service_metrics, process)
+        lazy_versions = app.state.lazy_versions = _lazy_versions(state, service_metrics, process)
         try:
             yield
         finally:
             state.ready = False
+            await lazy_versions.close()  # before the repository's versions stop: it may still add one
             if state.repository is not None:
                 await asyncio.gather(*(model.handler.stop() for model in state.repository.loaded()))
             service_metrics.close()

@@ -12,6 +12,9 @@ Loading, in order, for each version folder the policy names:
 A failure skips that version: the reason goes to the log and to `GET /v1/models` (authenticated),
 and `/health/ready` answers 503 until it is fixed, unless `AE_ALLOW_PARTIAL` lets the rest serve.
 A failed default version never silently hands its requests to an older one (see `default_version`).
+
+Versions the policy leaves on disk can still be loaded one at a time, the same way, when a stream names
+one (`service.lazy`); while loaded they serve and are listed like the others but never become a default.
 """
 
 from __future__ import annotations
@@ -159,6 +162,10 @@ class ModelRepository:
     # Versions on disk that the version policy does not load, and the rule each model was loaded by.
     not_loaded: dict[str, list[int]] = field(default_factory=dict)
     rules: dict[str, VersionRule] = field(default_factory=dict)
+    # The folders of the compression models' versions the policy leaves on disk, fixed at start-up: what
+    # `service.lazy` may load for the streams naming them.
+    # One of them in `models` is lazily loaded (and out of `not_loaded` until evicted).
+    left_on_disk: dict[str, dict[int, Path]] = field(default_factory=dict)
     allow_partial: bool = False
 
     @classmethod
@@ -180,7 +187,8 @@ class ModelRepository:
         return repo
 
     def _load_model(self, name: str, folders: list[Path], policy: VersionPolicy, settings: Settings) -> None:
-        rule = policy.rule_for(name, _task_of(folders))
+        task = _task_of(folders)
+        rule = policy.rule_for(name, task)
         self.rules[name] = rule
         on_disk = [int(folder.name) for folder in folders]
         chosen = self.chosen[name] = rule.select(on_disk)
@@ -188,6 +196,8 @@ class ModelRepository:
             logger.warning("version policy of model %s (%s) names versions not on disk: %s", name, rule, missing)
         if skipped := [v for v in on_disk if v not in chosen]:
             self.not_loaded[name] = skipped
+            if task == "compress":  # only streams name versions, and only compression models write them
+                self.left_on_disk[name] = {int(f.name): f for f in folders if int(f.name) in skipped}
             logger.info("model %s: versions %s on disk are not loaded (version policy: %s)", name, skipped, rule)
         if not chosen:
             self._fail(LoadFailure(name, None, f"version policy ({rule}) loads none of the versions on disk {on_disk}"))
@@ -227,7 +237,8 @@ class ModelRepository:
         unserved = self.unserved()
         if unserved and not self.allow_partial:
             return "failed"
-        if not self.models:
+        # Lazily loaded versions do not count: readiness is the policy's versions only.
+        if not any(v in self.chosen.get(name, []) for name, versions in self.models.items() for v in versions):
             return "no_models"
         return "partial" if unserved else "ready"
 
@@ -237,8 +248,9 @@ class ModelRepository:
         When that one failed, no older version takes its place silently: None (requests without a
         version are 503) unless AE_ALLOW_PARTIAL, then the highest version that did load.
         """
-        loaded = self.models.get(name, {})
         chosen = self.chosen.get(name, [])
+        # Only versions the policy loads: a lazily loaded one serves the streams naming it, never the default.
+        loaded = [v for v in self.models.get(name, {}) if v in chosen]
         if chosen and max(chosen) in loaded:
             return max(chosen)
         return max(loaded) if loaded and self.allow_partial else None
@@ -246,6 +258,41 @@ class ModelRepository:
     def failed_versions(self, name: str) -> list[int]:
         """The versions of `name` the policy named that are not serving because they failed."""
         return sorted({f.version for f in self.unserved() if f.model == name and f.version is not None})
+
+    def on_disk(self, name: str, version: int) -> bool:
+        """Whether `name`/`version` is a version folder here: loaded, failed, or left on disk by the policy."""
+        return (
+            version in self.models.get(name, {})
+            or version in self.not_loaded.get(name, [])
+            or version in self.failed_versions(name)
+        )
+
+    def lazily_loadable(self, name: str, version: int) -> Path | None:
+        """The folder of a version the policy leaves on disk and that is not loaded now, else None."""
+        if version in self.models.get(name, {}):
+            return None
+        return self.left_on_disk.get(name, {}).get(version)
+
+    def is_lazily_loaded(self, model: LoadedModel) -> bool:
+        """Whether `model` is a version the policy leaves out, loaded on demand (evictable)."""
+        m = model.manifest
+        return m.version in self.left_on_disk.get(m.name, {})
+
+    def add_lazily_loaded(self, model: LoadedModel) -> None:
+        """Serve and list a lazily loaded version (it leaves `not_loaded` meanwhile)."""
+        m = model.manifest
+        self.models.setdefault(m.name, {})[m.version] = model
+        self.not_loaded[m.name] = [v for v in self.not_loaded.get(m.name, []) if v != m.version]
+
+    def drop_lazily_loaded(self, model: LoadedModel) -> None:
+        """Stop routing to an evicted lazily loaded version: it is listed as not loaded again."""
+        m = model.manifest
+        versions = self.models.get(m.name, {})
+        if versions.get(m.version) is model:
+            del versions[m.version]
+        if not versions:
+            self.models.pop(m.name, None)
+        self.not_loaded[m.name] = sorted({*self.not_loaded.get(m.name, []), m.version})
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         """A model by name, the default version unless one is given; 404 unknown, 503 failed to load."""

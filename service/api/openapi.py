@@ -151,8 +151,8 @@ DECODE_DOC: dict[str, Any] = {
     "description": "Image models: send a latent as JSON (as `encode` returns it; `image_size` crops to the original "
     "size) or as `.npy` (with optional `X-Image-Height`/`-Width`); a PNG comes back (`Accept` may ask for JPEG or "
     "WebP). Sequence models: send embeddings and the lengths to decode. Compression models: send the bitstream "
-    "(`application/octet-stream`) that `encode` returned; a stream written by another version of the same model is "
-    "decoded by that version (as `POST /v1/decode` does), a damaged stream or one of another model is refused with 400.",
+    "(`application/octet-stream`) that `encode` returned; a stream written by another version of the same model "
+    "is decoded by that version (as `POST /v1/decode` does); a damaged stream or one of another model is 400.",
     "openapi_extra": {
         "requestBody": {
             "required": True,

@@ -6,7 +6,8 @@ Stages: `prepare_codec_image` (as an image model's, keeping the original pixels 
 `finish_stream` (entropy-code the rounded latent, wrap it with the header, sign it when the service has
 `AE_STREAM_KEY`), `prepare_stream` (check the stream's signature as `AE_STREAM_KEY` and
 `AE_STREAM_ACCEPT_UNSIGNED` require, its header against the model and the size limits, then decode the
-latent).
+latent). `stream_origin` reads just the model name and version off a stream, so that `POST /v1/decode` and a
+codec's decode route can pick the version that wrote it before anything else is done.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import numpy as np
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import Header, StreamAuthentication, pack, unpack
+from service.codecs.bitstream import (
+    Header,
+    StreamAuthentication,
+    _read_name_and_size,
+    _read_prologue,
+    _Reader,
+    pack,
+    unpack,
+)
 from service.codecs.image import choose_image_format, encode_image
 from service.config import Settings
 from service.errors import DecodingError
@@ -92,7 +101,10 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     header, payload = unpack(data, stream_authentication(settings))
     m = model.manifest
     if (header.name, header.version) != (m.name, m.version):
-        raise DecodingError(f"stream was made by {header.name}/{header.version}, not {m.name}/{m.version}")
+        raise DecodingError(
+            f"stream was made by {header.name}/{header.version}, not {m.name}/{m.version} "
+            "(POST /v1/decode decodes a stream with the version that made it)"
+        )
     if header.table_hash != model.tables.hash:
         raise DecodingError("stream was coded with other probability tables than this model's")
     spec = image_spec(model)
@@ -107,6 +119,19 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     rows, columns = -(-header.height // f), -(-header.width // f)
     latent = model.tables.decode(payload, rows, columns)
     return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width), rows * columns * f * f)
+
+
+def stream_origin(data: bytes) -> tuple[str, int]:
+    """The (model name, version) a stream's header names; 400 for anything that is not a stream.
+
+    Reads only the fixed-size front of the header (magic, format, flags, name, version, table hash, size):
+    constant work whatever the body's size. The checksum, the signature and the payload are checked when
+    the stream is decoded, by the version named here.
+    """
+    # The bitstream module's own field readers: routing refuses exactly what decoding refuses, in its words.
+    _, _, prologue = _read_prologue(data)
+    name, version, *_ = _read_name_and_size(_Reader(data, prologue))
+    return name, version
 
 
 def _channels(count: int) -> str:

@@ -1,4 +1,4 @@
-"""encode, decode and reconstruct, for the default version and for an explicit one.
+"""encode, decode and reconstruct, for the default version and for an explicit one; decode of any stream.
 
 Each route checks the API key and its rate limit, finds the addressed model version, and hands the
 request to the handler of the model's kind (`service.kinds`), which owns the rest of the request path.
@@ -6,20 +6,32 @@ The routes are FastAPI routes (FastAPI's router matches them and OpenAPI documen
 endpoint itself: FastAPI solves no dependencies and validates no parameters for them, so the path
 parameters are read and checked here. Measured in process (a lone ECG encode, median of 2700): 770 us
 through FastAPI's request handler, 710 us with the endpoint as the handler.
+
+Compressed streams name the model version that wrote them. `POST /v1/decode` reads that name and version
+off the stream's header and decodes it with exactly that version; a codec's own decode route (the default
+version) follows the header the same way when the stream was written by another version of that model.
+A version the policy leaves on disk is loaded on first use (`service.lazy`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Message
 
 from service.api.auth import check_access
+from service.api.bodies import media_type, read_body, require_media
 from service.api.deps import ready_repository
-from service.api.openapi import DECODE_DOC, ENCODE_DOC, PATH_PARAMETERS, RECONSTRUCT_DOC
-from service.errors import InvalidInputError
+from service.api.openapi import DECODE_DOC, DECODE_STREAM_DOC, ENCODE_DOC, PATH_PARAMETERS, RECONSTRUCT_DOC
+from service.codecs.bitstream import MIME as STREAM
+from service.codecs.bitstream import read_stream
+from service.errors import DecodingError, InvalidInputError
+from service.kinds.codec import CodecHandler, stream_authentication, stream_origin
+from service.lazy import LazyVersions
 from service.state import ServiceState
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -49,15 +61,95 @@ def _endpoint(operation: str) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         check_access(request)  # API key, then its rate limit: before the body is read
         state: ServiceState = request.app.state.service
-        model = ready_repository(state).get(request.path_params["name"], _version(request))
+        name, version = request.path_params["name"], _version(request)
+        model = ready_repository(state).get(name, version)
+        if operation == "decode" and version is None and _is_stream_for(model.handler, request):
+            return await _decode_default_or_origin(request, name, model.manifest.version)
         return await model.handler.answer(operation, request)
 
     endpoint.__name__ = operation
     return endpoint
 
 
+def _is_stream_for(handler: object, request: Request) -> bool:
+    """Whether a decode request carries a stream for a codec (whose header may name another version)."""
+    return isinstance(handler, CodecHandler) and media_type(request) == STREAM
+
+
+async def _decode_default_or_origin(request: Request, name: str, default: int) -> Response:
+    """A codec's decode route: its default version, or the version of the same model that wrote the stream.
+
+    A stream of another model, or naming a version that is not on disk, goes to the default version, whose
+    answer (400) names the model and version that wrote it.
+    """
+    body = await _stream_body(request)
+    origin, version = stream_origin(body)
+    repository = ready_repository(request.app.state.service)
+    follow = origin == name and repository.on_disk(name, version)
+    return await _decode_with(request, body, name, version if follow else default)
+
+
+async def decode_stream(request: Request) -> Response:
+    """`POST /v1/decode`: decode a stream with the model version its header names."""
+    check_access(request)
+    ready_repository(request.app.state.service)  # 503 while loading or stopping: before the body is read
+    require_media(request, STREAM)
+    body = await _stream_body(request)
+    name, version = stream_origin(body)  # 400 for anything that is not a stream, before any lookup
+    return await _decode_with(request, body, name, version)
+
+
+async def _stream_body(request: Request) -> bytes:
+    settings = request.app.state.service.settings
+    return await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
+
+
+async def _decode_with(request: Request, body: bytes, name: str, version: int) -> Response:
+    """Decode `body` with `name`/`version`, loading that version first if the policy leaves it on disk."""
+    lazy: LazyVersions = request.app.state.lazy_versions
+    if lazy.would_load(name, version):
+        # Only an intact stream (and, with AE_STREAM_KEY, one this service signed) may cost a load: the
+        # checksum and signature cover the whole body, so this runs in a worker thread.
+        settings = request.app.state.service.settings
+        await asyncio.to_thread(read_stream, body, stream_authentication(settings))
+    async with lazy.serving(name, version) as model:
+        if not isinstance(model.handler, CodecHandler):
+            raise DecodingError(f"the stream names {name}/{version}, which is not a compression model")
+        # The request metrics label the version that served, not the route's default.
+        request.scope["path_params"] = {"name": name, "version": str(version)}
+        return await model.handler.answer("decode", _replaying(request, body))
+
+
+def _replaying(request: Request, body: bytes) -> Request:
+    """The request as the handler reads it: the body already read first, then the connection's own messages.
+
+    The connection's messages still come through, so the handler sees a client disconnect (499).
+    """
+    replayed = False
+
+    async def receive() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await request.receive()
+
+    return Request(request.scope, receive)
+
+
 def add_inference_routes(app: FastAPI) -> None:
-    """Add the six inference routes to `app`."""
+    """Add the six inference routes to `app`, and `POST /v1/decode`."""
+    app.router.add_api_route(
+        "/v1/decode",
+        decode_stream,
+        methods=["POST"],
+        tags=["inference"],
+        summary="Decode a stream with the model version that wrote it",
+        operation_id="decode_stream",
+        response_class=Response,
+        route_class_override=InferenceRoute,
+        **DECODE_STREAM_DOC,
+    )
     for prefix in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}"):
         versioned = "{version}" in prefix
         for operation, doc in (("encode", ENCODE_DOC), ("decode", DECODE_DOC), ("reconstruct", RECONSTRUCT_DOC)):
