@@ -164,6 +164,17 @@ def test_a_damaged_stream_is_refused_before_it_can_cost_a_load(client, upgraded)
     assert 2 not in client.app.state.service.repository.models["tiny-codec"]
 
 
+def test_with_a_stream_key_only_a_signed_stream_can_cost_a_load(upgraded, loads):
+    repo, policy, streams = upgraded
+    settings = service_settings(repo, version_policy=policy, stream_key="k" * 32)
+    with TestClient(create_app(settings)) as keyed:
+        response = keyed.post("/v1/decode", content=streams[2], headers={"content-type": STREAM})
+        assert response.status_code == 400
+        assert "stream is not signed" in response.json()["error"]["message"]
+        assert 2 not in keyed.app.state.service.repository.models["tiny-codec"]
+    assert loads == []
+
+
 @pytest.mark.parametrize(
     ("name", "version"),
     [pytest.param("other-codec", 1, id="another-model"), pytest.param("tiny-codec", 9, id="version-not-on-disk")],
