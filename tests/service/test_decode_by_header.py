@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -113,6 +114,14 @@ def test_an_old_stream_decodes_after_an_upgrade_through_v1_decode_and_the_models
         assert after["not_loaded_versions"] == [2]
         with urllib.request.urlopen(f"{base}/health/ready", timeout=30) as response:
             assert response.status == 200
+        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+            metrics = response.read().decode()
+        # Both answers are counted under the version that decoded them, which is published as loaded.
+        requests = re.findall(
+            r'ae_requests_total\{model="tiny-codec",operation="decode",status="200",version="1"\} (\S+)', metrics
+        )
+        assert [float(count) for count in requests] == [2.0]
+        assert re.search(r'ae_model_loaded\{[^}]*model="tiny-codec"[^}]*version="1"\} 1\.0', metrics)
 
 
 # --- refusals ------------------------------------------------------------------------------------
