@@ -138,3 +138,92 @@ def parse_sequences(raw: Any, spec: SequenceInputSpec, max_batch: int, max_lengt
                 f"sequences[{i}] has {len(item)} steps; this model accepts {spec.min_length} to {longest}"
             )
     return [_as_series(i, item, spec.features) for i, item in enumerate(raw)]
+
+
+# ---------------------------------------------------------------- windows over long recordings
+
+# The densest overlap allowed: a stride of at least 1/8 of the window, so each step is in at most 8
+# windows. A windowed request then costs at most 8x the graph work of its steps sent once, so the
+# body's size keeps bounding its work (the event-loop shortcut for small bodies relies on that), and
+# denser windows would mostly repeat the same scores.
+MIN_STRIDE_FRACTION = 8
+
+
+def min_stride(window: int) -> int:
+    """The smallest stride accepted for `window` steps: ceil(window / 8)."""
+    return -(-window // MIN_STRIDE_FRACTION)
+
+
+def window_count(length: int, window: int, stride: int) -> int:
+    """How many windows `window_starts` places on a series of `length` >= `window` steps, by arithmetic."""
+    return 1 + -(-(length - window) // stride)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Starts of the windows over `length` >= `window` steps.
+
+    Every `stride` steps from 0, and when the tail does not fit a whole stride, one last window aligned
+    to the end, so every step is scored and every window has exactly `window` steps (no padding, no
+    partial window).
+    """
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def parse_windowing(window: Any, stride: Any, shortest: int, longest: int) -> tuple[int, int]:
+    """A body's `window` and `stride`, validated.
+
+    The caller passes the window as the stride when the body has none (windows side by side). 422
+    unless `shortest` <= window <= `longest` (the model's lengths) and ceil(window / 8) <= stride <=
+    window. A stride above the window would leave steps between windows that nothing scores.
+    """
+    if not _is_int(window) or not shortest <= window <= longest:
+        raise InvalidInputError(f"window must be an integer from {shortest} to {longest}; got {window!r}")
+    floor = min_stride(window)
+    if not _is_int(stride) or not floor <= stride <= window:
+        raise InvalidInputError(
+            f"stride must be an integer from {floor} (window / 8) to the window ({window}); got {stride!r}"
+        )
+    return window, stride
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_windowed_sequences(
+    raw: Any, spec: SequenceInputSpec, max_windows: int, max_length: int, window: int, stride: int
+) -> list[tuple[int, int, np.ndarray]]:
+    """Validate long series and cut them into windows: (series index, start, (window, F) array).
+
+    Each series may be up to `max_length` steps (AE_MAX_SEQUENCE_LENGTH; only the window must fit the
+    model) and at least one window long. The windows are counted from the list lengths before any
+    series is converted, and more than `max_windows` (AE_MAX_BATCH_SEQUENCES) is 422.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInputError("`sequences` must be a non-empty list of series")
+    if len(raw) > max_windows:
+        raise InvalidInputError(f"batch of {len(raw)} series exceeds the limit of {max_windows}")
+    total = 0
+    for i, item in enumerate(raw):
+        if isinstance(item, list):
+            if not window <= len(item) <= max_length:
+                raise InvalidInputError(
+                    f"sequences[{i}] has {len(item)} steps; with a window of {window} a series needs "
+                    f"{window} to {max_length}"
+                )
+            total += window_count(len(item), window, stride)
+    if total > max_windows:
+        raise InvalidInputError(
+            f"{total} windows (window {window}, stride {stride}) exceed the limit of {max_windows} per request; "
+            "use a longer stride or send fewer steps"
+        )
+    windows: list[tuple[int, int, np.ndarray]] = []
+    for i, item in enumerate(raw):
+        series = _as_series(i, item, spec.features)
+        windows.extend(
+            (i, start, series[start : start + window]) for start in window_starts(len(series), window, stride)
+        )
+    return windows

@@ -2,6 +2,8 @@
 
 Stages: `prepare_sequences` (validate, normalise, pad to a length bucket) and `prepare_embeddings`
 (embeddings and the lengths to decode to), and the finishes that cut the outputs back to each series.
+With `window`/`stride` in an encode or reconstruct body, `prepare_windows` cuts each (long) series into
+windows instead, and every answer is per window.
 The JSON body is parsed in the prepare stage, so in a worker thread unless it is small (see
 `service.batching`).
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -19,7 +21,14 @@ import orjson
 
 from service.api.bodies import require_media
 from service.codecs.json_body import parse_json
-from service.codecs.sequence import denormalize, normalize, pad_batch, parse_sequences
+from service.codecs.sequence import (
+    denormalize,
+    normalize,
+    pad_batch,
+    parse_sequences,
+    parse_windowed_sequences,
+    parse_windowing,
+)
 from service.config import Settings
 from service.errors import InvalidInputError
 from service.kinds.base import Call, ModelHandler, object_fields
@@ -34,12 +43,25 @@ JSON = "application/json"
 
 @dataclass
 class SequenceContext:
-    """What is needed to answer: each series' length and normalisation statistics."""
+    """What is needed to answer: each row's length and normalisation statistics.
+
+    `windows`: with `window` in the body, each row is a window, and this says where it starts
+    (`{"series": i, "start": s}`, aligned with the rows); empty otherwise.
+    """
 
     lengths: list[int]
     scaled: list[np.ndarray]
     means: list[np.ndarray]
     stds: list[np.ndarray]
+    windows: list[dict[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """A body's `window` and `stride` (validated)."""
+
+    window: int
+    stride: int
 
 
 def sequence_spec(model: LoadedModel) -> SequenceInputSpec:
@@ -65,6 +87,67 @@ def prepare_sequences(model: LoadedModel, raw: Any, settings: Settings) -> Prepa
         lengths.tolist(), [s for s, _, _ in scaled], [m for _, m, _ in scaled], [d for _, _, d in scaled]
     )
     return Prepared(bucket, {"sequences": padded, "lengths": lengths}, context)
+
+
+def caller_windowing(payload: Any, spec: SequenceInputSpec, settings: Settings) -> Windowing | None:
+    """The optional `window`/`stride` of an encode or reconstruct body; None without a window, 422 when bad."""
+    if not isinstance(payload, dict) or ("window" not in payload and "stride" not in payload):
+        return None
+    if "window" not in payload:
+        raise InvalidInputError("stride needs a window")
+    longest = min(spec.max_length, settings.max_sequence_length)
+    # Without a stride, windows sit side by side; an explicit null is refused like any non-integer.
+    stride = payload["stride"] if "stride" in payload else payload["window"]
+    window, stride = parse_windowing(payload["window"], stride, spec.min_length, longest)
+    return Windowing(window, stride)
+
+
+def prepare_windows(
+    model: LoadedModel, raw: Any, windowing: Windowing, settings: Settings
+) -> Prepared[SequenceContext]:
+    """Cut long series into windows and prepare them as rows, each exactly as if it were sent alone.
+
+    Each window is normalised on its own (per-series statistics are the window's), so its score equals
+    reconstructing that window by itself. All windows have the same length, so they share one bucket
+    with any other request of that length.
+    """
+    spec = sequence_spec(model)
+    windows = parse_windowed_sequences(
+        raw, spec, settings.max_batch_sequences, settings.max_sequence_length, windowing.window, windowing.stride
+    )
+    scaled = [normalize(w, spec.normalization) for _, _, w in windows]
+    bucket = _bucket(windowing.window)
+    padded, lengths = pad_batch([s for s, _, _ in scaled], bucket)
+    context = SequenceContext(
+        lengths.tolist(),
+        [s for s, _, _ in scaled],
+        [m for _, m, _ in scaled],
+        [d for _, _, d in scaled],
+        [{"series": i, "start": start} for i, start, _ in windows],
+    )
+    return Prepared(bucket, {"sequences": padded, "lengths": lengths}, context)
+
+
+def finish_errors(outputs: Feeds, context: SequenceContext) -> list[float]:
+    """Per-row MSE in normalised units, without building the reconstructions."""
+    return [
+        float(np.mean((outputs["reconstruction"][i, :length] - context.scaled[i]) ** 2))
+        for i, length in enumerate(context.lengths)
+    ]
+
+
+def include_reconstructions(payload: Any, windowing: Windowing | None) -> bool:
+    """Whether a reconstruct answer carries the reconstructions.
+
+    Always without windows; with windows only when the body says `"include_reconstructions": true`,
+    since a long recording's windows would otherwise answer several copies of it.
+    """
+    value = payload.get("include_reconstructions", False) if isinstance(payload, dict) else False
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"include_reconstructions must be true or false; got {value!r}")
+    if value and windowing is None:
+        raise InvalidInputError("include_reconstructions needs a window (without one, reconstructions always come)")
+    return windowing is None or value
 
 
 def _as_json_series(series: np.ndarray) -> list[Any]:
@@ -178,9 +261,19 @@ class SequenceHandler(ModelHandler):
         """Every model that takes sequences."""
         return isinstance(model.manifest.input, SequenceInputSpec)
 
-    def _prepare_series(self, body: bytes) -> Prepared[SequenceContext]:
-        (raw,) = object_fields(parse_json(body), "sequences")
-        return prepare_sequences(self.model, raw, self.settings)
+    def _windowing(self, payload: Any) -> Windowing | None:
+        return caller_windowing(payload, sequence_spec(self.model), self.settings)
+
+    def _prepare_series(self, payload: Any, windowing: Windowing | None) -> Prepared[SequenceContext]:
+        """Series, or with `window` in the body, their windows."""
+        (raw,) = object_fields(payload, "sequences")
+        if windowing is None:
+            return prepare_sequences(self.model, raw, self.settings)
+        return prepare_windows(self.model, raw, windowing, self.settings)
+
+    @staticmethod
+    def _windows(context: SequenceContext) -> dict[str, Any]:
+        return {"windows": context.windows} if context.windows else {}
 
     def _small(self, call: Call) -> bool:
         # A small body's whole work may run on the event loop of an idle process (no thread hop). Not
@@ -194,10 +287,14 @@ class SequenceHandler(ModelHandler):
         """Embeddings of a batch of series."""
         require_media(call.request, JSON)
 
-        def finish(outputs: Feeds, context: SequenceContext) -> Answer:
-            return self._json({"embeddings": finish_embeddings(outputs, context)})
+        def prepare() -> Prepared[SequenceContext]:
+            payload = parse_json(call.body)
+            return self._prepare_series(payload, self._windowing(payload))
 
-        return await self.run("encode", call, Job(partial(self._prepare_series, call.body), finish, self._small(call)))
+        def finish(outputs: Feeds, context: SequenceContext) -> Answer:
+            return self._json({"embeddings": finish_embeddings(outputs, context), **self._windows(context)})
+
+        return await self.run("encode", call, Job(prepare, finish, self._small(call)))
 
     async def decode(self, call: Call) -> Answer:
         """Series of the given lengths decoded from embeddings."""
@@ -220,19 +317,25 @@ class SequenceHandler(ModelHandler):
         """
         require_media(call.request, JSON)
         threshold: float | None = None
+        with_reconstructions = True
 
         def prepare() -> Prepared[SequenceContext]:
-            nonlocal threshold
+            nonlocal threshold, with_reconstructions
             payload = parse_json(call.body)
-            (raw,) = object_fields(payload, "sequences")
+            windowing = self._windowing(payload)
             threshold = caller_threshold(payload)
-            return prepare_sequences(self.model, raw, self.settings)
+            with_reconstructions = include_reconstructions(payload, windowing)
+            return self._prepare_series(payload, windowing)
 
         def finish(outputs: Feeds, context: SequenceContext) -> Answer:
-            reconstructions, errors = finish_reconstructions(outputs, context)
+            fields: dict[str, Any] = {}
+            if with_reconstructions:
+                fields["reconstructions"], errors = finish_reconstructions(outputs, context)
+            else:
+                errors = finish_errors(outputs, context)
             if self.on_scored is not None:
                 self.on_scored(errors)
             extra = anomaly_fields(errors, self.model.manifest.anomaly, threshold)
-            return self._json({"reconstructions": reconstructions, "errors": errors, **extra})
+            return self._json({**fields, "errors": errors, **extra, **self._windows(context)})
 
         return await self.run("reconstruct", call, Job(prepare, finish, self._small(call)))
