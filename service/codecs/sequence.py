@@ -143,9 +143,9 @@ def parse_sequences(raw: Any, spec: SequenceInputSpec, max_batch: int, max_lengt
 # ---------------------------------------------------------------- windows over long recordings
 
 # The densest overlap allowed: a stride of at least 1/8 of the window, so each step is in at most 8
-# windows. A windowed request then costs at most 8x the graph work of its steps sent once, so the
-# body's size keeps bounding its work (the event-loop shortcut for small bodies relies on that), and
-# denser windows would mostly repeat the same scores.
+# strided windows (9 with the window aligned to the end). A windowed request then costs about 8x the
+# graph work of its steps sent once at most, so the body's size keeps bounding its work (the event-loop
+# shortcut for small bodies relies on that), and denser windows would mostly repeat the same scores.
 MIN_STRIDE_FRACTION = 8
 
 
