@@ -114,8 +114,42 @@ class SequencesRequest(BaseModel):
     sequences: list[list[float] | list[list[float]]] = Field(examples=[[[0.1, 0.5, 0.9, 0.4], [1.0, 0.8, 0.2]]])
 
 
-class ReconstructSequencesRequest(SequencesRequest):
+class WindowedSequencesRequest(SequencesRequest):
+    """Series, optionally cut into windows of `window` steps every `stride` steps (long recordings)."""
+
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        description="answer per window of this many steps instead of per series; must fit the model's "
+        "min_length..max_length; a series may then be up to AE_MAX_SEQUENCE_LENGTH steps and must be at least "
+        "one window long; the windows of a request count toward AE_MAX_BATCH_SEQUENCES",
+        examples=[140],
+    )
+    stride: int | None = Field(
+        default=None,
+        ge=1,
+        description="steps between window starts, from ceil(window / 8) to the window (default: the window); a "
+        "tail shorter than a stride gets one last window aligned to the end of the series",
+        examples=[70],
+    )
+
+
+class WindowStart(BaseModel):
+    """Where a window starts: its series' index in `sequences` and its first step."""
+
+    series: int
+    start: int
+
+
+class ReconstructSequencesRequest(WindowedSequencesRequest):
     """Series to reconstruct and score; `threshold` optionally decides the `anomaly` flags."""
+
+    include_reconstructions: bool = Field(
+        default=False,
+        description="with `window`: also answer each window's reconstruction (left out by default, since "
+        "overlapping windows would repeat the recording); without `window` reconstructions always come and "
+        "this is 422",
+    )
 
     threshold: float | None = Field(
         default=None,
@@ -134,9 +168,12 @@ class DecodeSequencesRequest(BaseModel):
 
 
 class EmbeddingsResponse(BaseModel):
-    """One embedding per input series."""
+    """One embedding per input series (per window with `window`)."""
 
     embeddings: list[list[float]]
+    windows: list[WindowStart] | None = Field(
+        default=None, description="with `window` in the body: where each embedding's window starts"
+    )
     model: str
     version: int
 
@@ -144,8 +181,13 @@ class EmbeddingsResponse(BaseModel):
 class ReconstructionsResponse(BaseModel):
     """Reconstructions in the caller's units, and per-series errors (MSE after normalisation)."""
 
-    reconstructions: list[list[float] | list[list[float]]]
-    errors: list[float] = Field(description="per-series reconstruction error; usable as an anomaly score")
+    reconstructions: list[list[float] | list[list[float]]] | None = Field(
+        default=None,
+        description="per series; with `window`, per window and only when `include_reconstructions` is true",
+    )
+    errors: list[float] = Field(
+        description="per-series reconstruction error (per window with `window`); usable as an anomaly score"
+    )
     percentiles: list[float] | None = Field(
         default=None,
         description="models with a calibrated threshold: each error's percentile (0-100) among the errors of "
@@ -155,6 +197,9 @@ class ReconstructionsResponse(BaseModel):
         default=None,
         description="per series, error above the threshold: the body's `threshold`, else the model's calibrated "
         "one; absent when there is neither",
+    )
+    windows: list[WindowStart] | None = Field(
+        default=None, description="with `window` in the body: where each error's window starts"
     )
     model: str
     version: int

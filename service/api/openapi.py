@@ -16,10 +16,16 @@ from service.schemas import (
     LatentResponse,
     ReconstructionsResponse,
     ReconstructSequencesRequest,
-    SequencesRequest,
+    WindowedSequencesRequest,
 )
 
 _BINARY = {"type": "string", "format": "binary"}
+# One recording of 12 steps in windows of 8 every 4 steps: starts 0 and 4 (the last one ends on the last step).
+_WINDOWS_EXAMPLE = {
+    "sequences": [[0.0, 0.4, 1.2, 0.7, -0.3, -0.8, -0.2, 0.1, 0.5, 1.1, 0.6, -0.1]],
+    "window": 8,
+    "stride": 4,
+}
 _SEQUENCES_EXAMPLE = {"sequences": [[0.0, 0.4, 1.2, 0.7, -0.3, -0.8, -0.2, 0.1], [1.0, 0.9, 0.2, -0.5, -0.4, 0.3]]}
 _LATENT_EXAMPLE = {
     "shape": [12, 1, 1],
@@ -100,7 +106,13 @@ _IMAGE_OR_SEQUENCES_BODY: dict[str, Any] = {
         "required": True,
         "content": {
             **_image_request(),
-            "application/json": {"schema": _schema(SequencesRequest), "example": _SEQUENCES_EXAMPLE},
+            "application/json": {
+                "schema": _schema(WindowedSequencesRequest),
+                "examples": {
+                    "series": {"value": _SEQUENCES_EXAMPLE},
+                    "windows of a long recording": {"value": _WINDOWS_EXAMPLE},
+                },
+            },
         },
     }
 }
@@ -116,6 +128,7 @@ _RECONSTRUCT_BODY: dict[str, Any] = {
                 "examples": {
                     "series": {"value": _SEQUENCES_EXAMPLE},
                     "own threshold": {"value": {**_SEQUENCES_EXAMPLE, "threshold": 0.5}},
+                    "windows of a long recording": {"value": _WINDOWS_EXAMPLE},
                 },
             },
         },
@@ -125,7 +138,8 @@ _RECONSTRUCT_BODY: dict[str, Any] = {
 ENCODE_DOC: dict[str, Any] = {
     "description": "Image models: send an image (raw `image/*` body or multipart `file`); the latent comes back as "
     "JSON, or as `.npy` with `Accept: application/x-npy` (original size in `X-Image-Height`/`-Width`). "
-    'Sequence models: send `{"sequences": [...]}`; embeddings come back. Compression models (task `compress`): '
+    'Sequence models: send `{"sequences": [...]}`; embeddings come back (with `window`/`stride`: one per window '
+    "of each series, and `windows` saying where each starts). Compression models (task `compress`): "
     "the answer is the compressed bitstream (`application/octet-stream`), with `X-Bits-Per-Pixel`.",
     "openapi_extra": _IMAGE_OR_SEQUENCES_BODY,
     "responses": {
@@ -222,7 +236,10 @@ RECONSTRUCT_DOC: dict[str, Any] = {
     'Sequence models: `{"sequences": [...]}` in; reconstructions and per-series errors (anomaly scores) out. '
     "A model with a calibrated threshold (`anomaly` in its manifest) also answers each error's `percentiles` "
     "among its calibration scores and `anomaly` flags (error above the threshold); an optional `threshold` in "
-    "the body decides the flags instead (any model). "
+    "the body decides the flags instead (any model). With `window`/`stride` each series (up to "
+    "AE_MAX_SEQUENCE_LENGTH steps) is scored per window, each window as if sent alone, with `windows` saying "
+    "where each starts; the windows count toward AE_MAX_BATCH_SEQUENCES (422 beyond), and their reconstructions "
+    "come only with `include_reconstructions: true`. "
     "Compression models: encode then decode through the real bitstream; `X-Bits-Per-Pixel` and `X-PSNR` report it.",
     "openapi_extra": _RECONSTRUCT_BODY,
     "responses": {
