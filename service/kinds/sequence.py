@@ -80,11 +80,21 @@ def prepare_sequences(model: LoadedModel, raw: Any, settings: Settings) -> Prepa
     """Validate, normalise and pad a batch of series; the key is the padded length bucket."""
     spec = sequence_spec(model)
     series = parse_sequences(raw, spec, settings.max_batch_sequences, settings.max_sequence_length)
-    scaled = [normalize(s, spec.normalization) for s in series]
-    bucket = _bucket(max(len(s) for s in series))
+    return _prepared_rows(series, spec, _bucket(max(len(s) for s in series)))
+
+
+def _prepared_rows(
+    rows: list[np.ndarray], spec: SequenceInputSpec, bucket: int, windows: list[dict[str, int]] | None = None
+) -> Prepared[SequenceContext]:
+    """Normalise each row on its own, pad them to `bucket`; the key is the bucket."""
+    scaled = [normalize(row, spec.normalization) for row in rows]
     padded, lengths = pad_batch([s for s, _, _ in scaled], bucket)
     context = SequenceContext(
-        lengths.tolist(), [s for s, _, _ in scaled], [m for _, m, _ in scaled], [d for _, _, d in scaled]
+        lengths.tolist(),
+        [s for s, _, _ in scaled],
+        [m for _, m, _ in scaled],
+        [d for _, _, d in scaled],
+        windows or [],
     )
     return Prepared(bucket, {"sequences": padded, "lengths": lengths}, context)
 
@@ -115,25 +125,18 @@ def prepare_windows(
     windows = parse_windowed_sequences(
         raw, spec, settings.max_batch_sequences, settings.max_sequence_length, windowing.window, windowing.stride
     )
-    scaled = [normalize(w, spec.normalization) for _, _, w in windows]
-    bucket = _bucket(windowing.window)
-    padded, lengths = pad_batch([s for s, _, _ in scaled], bucket)
-    context = SequenceContext(
-        lengths.tolist(),
-        [s for s, _, _ in scaled],
-        [m for _, m, _ in scaled],
-        [d for _, _, d in scaled],
-        [{"series": i, "start": start} for i, start, _ in windows],
-    )
-    return Prepared(bucket, {"sequences": padded, "lengths": lengths}, context)
+    starts = [{"series": i, "start": start} for i, start, _ in windows]
+    return _prepared_rows([w for _, _, w in windows], spec, _bucket(windowing.window), starts)
+
+
+def _row_error(reconstruction: np.ndarray, context: SequenceContext, row: int) -> float:
+    """One row's MSE in normalised units (its anomaly score)."""
+    return float(np.mean((reconstruction - context.scaled[row]) ** 2))
 
 
 def finish_errors(outputs: Feeds, context: SequenceContext) -> list[float]:
     """Per-row MSE in normalised units, without building the reconstructions."""
-    return [
-        float(np.mean((outputs["reconstruction"][i, :length] - context.scaled[i]) ** 2))
-        for i, length in enumerate(context.lengths)
-    ]
+    return [_row_error(outputs["reconstruction"][i, :length], context, i) for i, length in enumerate(context.lengths)]
 
 
 def include_reconstructions(payload: Any, windowing: Windowing | None) -> bool:
@@ -166,7 +169,7 @@ def finish_reconstructions(outputs: Feeds, context: SequenceContext) -> tuple[li
     recons, errors = [], []
     for i, length in enumerate(context.lengths):
         scaled = outputs["reconstruction"][i, :length]
-        errors.append(float(np.mean((scaled - context.scaled[i]) ** 2)))
+        errors.append(_row_error(scaled, context, i))
         recons.append(_as_json_series(denormalize(scaled, context.means[i], context.stds[i])))
     return recons, errors
 
@@ -251,7 +254,6 @@ def sequence_reconstruct(model: LoadedModel, raw: Any, settings: Settings) -> tu
 class SequenceHandler(ModelHandler):
     """encode: series -> embeddings; decode: embeddings + lengths -> series; reconstruct: series -> series + errors."""
 
-    kind = "sequence"
     # Set by the metrics (`ServiceMetrics.observe_scores`): called with each reconstruct answer's
     # per-series errors, for the drift histograms and counters.
     on_scored: Callable[[list[float]], None] | None = None
