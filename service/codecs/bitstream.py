@@ -345,6 +345,18 @@ def read_stream(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> St
     return Stream(header, tiles, format_version, signed)
 
 
+def read_origin(data: bytes) -> tuple[str, int]:
+    """The (model name, version) a stream's header names; 400 for anything that is not a stream.
+
+    Reads only the fixed-size front of the header (magic, format, flags, name, version, table hash, size):
+    constant work whatever the body's size, with the same field readers, and so the same refusals, as
+    `read_stream`. The checksum, the signature and the payload are checked when the stream is decoded.
+    """
+    _, _, prologue = _read_prologue(data)
+    name, version, *_ = _read_name_and_size(_Reader(data, prologue))
+    return name, version
+
+
 def unpack(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> tuple[Header, bytes]:
     """The header and the payload of a one-tile stream (the only kind this release decodes)."""
     stream = read_stream(data, auth)

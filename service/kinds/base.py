@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import Request, Response
 
@@ -46,8 +46,6 @@ Operation = Callable[[Call], Awaitable[Answer]]
 
 class ModelHandler(ABC):
     """Serves one loaded model version: its operations, and one micro-batcher per graph."""
-
-    kind: ClassVar[str]
 
     def __init__(self, model: LoadedModel, settings: Settings) -> None:
         self.model = model
@@ -88,6 +86,10 @@ class ModelHandler(ABC):
             deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
             answer = await self._operations[operation](Call(request, body, deadline))
         return answer.response()
+
+    def decodes_streams(self) -> bool:
+        """Whether this kind decodes compressed streams, whose header names the version that wrote them."""
+        return False
 
     def admitting_operation(self, operation: str) -> str:
         """The operation whose graph admits requests for `operation` (its own, unless a kind chains graphs)."""

@@ -6,8 +6,8 @@ Stages: `prepare_codec_image` (as an image model's, keeping the original pixels 
 `finish_stream` (entropy-code the rounded latent, wrap it with the header, sign it when the service has
 `AE_STREAM_KEY`), `prepare_stream` (check the stream's signature as `AE_STREAM_KEY` and
 `AE_STREAM_ACCEPT_UNSIGNED` require, its header against the model and the size limits, then decode the
-latent). `stream_origin` reads just the model name and version off a stream, so that `POST /v1/decode` and a
-codec's decode route can pick the version that wrote it before anything else is done.
+latent). `read_origin` (service.codecs.bitstream) reads just the model name and version off a stream, so
+that `POST /v1/decode` and a codec's decode route can pick the version that wrote it first.
 """
 
 from __future__ import annotations
@@ -19,15 +19,7 @@ import numpy as np
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import (
-    Header,
-    StreamAuthentication,
-    _read_name_and_size,
-    _read_prologue,
-    _Reader,
-    pack,
-    unpack,
-)
+from service.codecs.bitstream import Header, StreamAuthentication, pack, unpack
 from service.codecs.image import choose_image_format, encode_image
 from service.config import Settings
 from service.errors import DecodingError
@@ -121,19 +113,6 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width), rows * columns * f * f)
 
 
-def stream_origin(data: bytes) -> tuple[str, int]:
-    """The (model name, version) a stream's header names; 400 for anything that is not a stream.
-
-    Reads only the fixed-size front of the header (magic, format, flags, name, version, table hash, size):
-    constant work whatever the body's size. The checksum, the signature and the payload are checked when
-    the stream is decoded, by the version named here.
-    """
-    # The bitstream module's own field readers: routing refuses exactly what decoding refuses, in its words.
-    _, _, prologue = _read_prologue(data)
-    name, version, *_ = _read_name_and_size(_Reader(data, prologue))
-    return name, version
-
-
 def _channels(count: int) -> str:
     """A channel count as a reader says it: "3-channel (RGB)"."""
     return f"{count}-channel ({'gray' if count == 1 else 'RGB'})"
@@ -175,12 +154,14 @@ def codec_decode(model: LoadedModel, stream: bytes, settings: Settings) -> np.nd
 class CodecHandler(ModelHandler):
     """encode: image -> stream; decode: stream -> image; reconstruct: image -> stream -> image, scored."""
 
-    kind = "codec"
-
     @classmethod
     def serves(cls, model: LoadedModel) -> bool:
         """Models with entropy tables: their latents become bitstreams."""
         return model.tables is not None
+
+    def decodes_streams(self) -> bool:
+        """A codec's decode takes its streams (`POST /v1/decode` and the decode route follow their headers)."""
+        return True
 
     def admitting_operation(self, operation: str) -> str:
         """Reconstruct starts on the encoder: admission there, then the decoder's batcher runs the rest."""

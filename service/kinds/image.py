@@ -122,8 +122,6 @@ def image_reconstruct(model: LoadedModel, data: bytes, mime: str, settings: Sett
 class ImageHandler(ModelHandler):
     """encode: image -> latent (JSON, or `.npy` on request); decode: latent -> image; reconstruct: image -> image."""
 
-    kind = "image"
-
     @classmethod
     def serves(cls, model: LoadedModel) -> bool:
         """Every model that takes images and has no entropy tables (those are codecs)."""

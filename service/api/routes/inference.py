@@ -28,9 +28,10 @@ from service.api.bodies import media_type, read_body, require_media
 from service.api.deps import ready_repository
 from service.api.openapi import DECODE_DOC, DECODE_STREAM_DOC, ENCODE_DOC, PATH_PARAMETERS, RECONSTRUCT_DOC
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import read_stream
+from service.codecs.bitstream import read_origin, read_stream
 from service.errors import DecodingError, InvalidInputError
-from service.kinds.codec import CodecHandler, stream_authentication, stream_origin
+from service.kinds.base import ModelHandler
+from service.kinds.codec import stream_authentication
 from service.lazy import LazyVersions
 from service.state import ServiceState
 
@@ -71,9 +72,9 @@ def _endpoint(operation: str) -> Endpoint:
     return endpoint
 
 
-def _is_stream_for(handler: object, request: Request) -> bool:
+def _is_stream_for(handler: ModelHandler, request: Request) -> bool:
     """Whether a decode request carries a stream for a codec (whose header may name another version)."""
-    return isinstance(handler, CodecHandler) and media_type(request) == STREAM
+    return handler.decodes_streams() and media_type(request) == STREAM
 
 
 async def _decode_default_or_origin(request: Request, name: str, default: int) -> Response:
@@ -83,7 +84,7 @@ async def _decode_default_or_origin(request: Request, name: str, default: int) -
     answer (400) names the model and version that wrote it.
     """
     body = await _stream_body(request)
-    origin, version = stream_origin(body)
+    origin, version = read_origin(body)
     repository = ready_repository(request.app.state.service)
     follow = origin == name and repository.on_disk(name, version)
     return await _decode_with(request, body, name, version if follow else default)
@@ -95,7 +96,7 @@ async def decode_stream(request: Request) -> Response:
     ready_repository(request.app.state.service)  # 503 while loading or stopping: before the body is read
     require_media(request, STREAM)
     body = await _stream_body(request)
-    name, version = stream_origin(body)  # 400 for anything that is not a stream, before any lookup
+    name, version = read_origin(body)  # 400 for anything that is not a stream, before any lookup
     return await _decode_with(request, body, name, version)
 
 
@@ -113,7 +114,7 @@ async def _decode_with(request: Request, body: bytes, name: str, version: int) -
         settings = request.app.state.service.settings
         await asyncio.to_thread(read_stream, body, stream_authentication(settings))
     async with lazy.serving(name, version) as model:
-        if not isinstance(model.handler, CodecHandler):
+        if not model.handler.decodes_streams():
             raise DecodingError(f"the stream names {name}/{version}, which is not a compression model")
         # The request metrics label the version that served, not the route's default.
         request.scope["path_params"] = {"name": name, "version": str(version)}
