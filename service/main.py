@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from prometheus_client import Gauge
 
 from service.api.auth import require_access, require_api_key_for_health, require_api_key_for_metrics
 from service.api.docs import add_docs_routes
@@ -41,13 +42,19 @@ def _observe(metrics: ServiceMetrics, repository: ModelRepository) -> None:
 def _observe_model(metrics: ServiceMetrics, model: LoadedModel) -> None:
     """Attach metrics to one version's engines and batchers and publish it as loaded."""
     m = model.manifest
-    metrics.models.labels(m.name, str(m.version), m.task, ",".join(model.providers)).set(1)
+    _loaded_gauge(metrics, model).set(1)
     for role, engine in model.engines.items():
         metrics.observe_graph(m.name, role, engine, model.handler.batchers[role])
     if isinstance(model.handler, SequenceHandler):
         anomaly = model.manifest.anomaly
         threshold = anomaly.threshold if anomaly is not None else None
         model.handler.on_scored = metrics.observe_scores(m.name, str(m.version), threshold)
+
+
+def _loaded_gauge(metrics: ServiceMetrics, model: LoadedModel) -> Gauge:
+    """The `ae_model_loaded` series of one version (its name, version, task and providers)."""
+    m = model.manifest
+    return metrics.models.labels(m.name, str(m.version), m.task, ",".join(model.providers))
 
 
 def _lazy_versions(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> LazyVersions:
@@ -59,8 +66,7 @@ def _lazy_versions(state: ServiceState, metrics: ServiceMetrics, process: Proces
         model.handler.start(process)  # called on the event loop: the batchers belong to the running loop
 
     def forget(model: LoadedModel) -> None:
-        m = model.manifest
-        metrics.models.labels(m.name, str(m.version), m.task, ",".join(model.providers)).set(0)
+        _loaded_gauge(metrics, model).set(0)
 
     return LazyVersions(state.repository, state.settings, start, forget)
 
