@@ -3,6 +3,7 @@
 ae-train fit configs/ecg-embed.toml --set optim.steps=500 --run-dir runs/ecg
 ae-train fit configs/ecg-embed.toml --run-dir runs/ecg --resume
 ae-train fit configs/ecg-embed.toml --print-config   # every key: value, default, meaning
+torchrun --nproc_per_node 2 -m training.cli fit configs/ecg-embed.toml   # docs/distributed-training.md
 ae-train export runs/ecg --name ecg-embed --models-dir models
 ae-train calibrate --model ecg-anomaly --data ../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt --quantile 0.99
 ae-train data fetch   # BSDS500 and ECG5000 into $AE_DATASETS (default ../shared/datasets)
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             name = args.config.stem if args.config else config.model.family
             run_dir = args.run_dir or Path("runs") / name
+            from training.distributed import ranks_from_env
             from training.fit import fit  # torch is imported only when a command needs it
 
             summary = fit(
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 init_from=args.init_from,
             )
-            print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+            if ranks_from_env().is_main:  # under torchrun, one answer for the run
+                print(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
         elif args.command == "evaluate":
             print(json.dumps(_evaluate(args), indent=2))
         elif args.command == "calibrate":

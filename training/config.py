@@ -32,6 +32,9 @@ class ImageDataConfig:
     """Channels the images are converted to: 1 (gray) or 3 (RGB)."""
     crop_size: int = 64
     """Side of the square random crops trained on, in pixels."""
+    # Off makes every training item a pure function of its index, as comparing runs needs.
+    augment: bool = True
+    """Random crops and flips for training; false takes each image's centre crop, unflipped."""
     # A fixed split that does not depend on seeds.
     val_every: int = 10
     """Every val_every-th file by sorted name is held out for validation."""
@@ -98,7 +101,7 @@ class OptimConfig:
     steps: int = 2000
     """Optimizer steps the run takes (unless time_budget_s ends it first)."""
     batch_size: int = 16
-    """Crops or series per step."""
+    """Crops or series per step and process; under torchrun a step sees batch_size x world size."""
     lr: float = 1e-3
     """Peak AdamW learning rate."""
     weight_decay: float = 0.0
@@ -120,6 +123,8 @@ class OptimConfig:
     """Where to train; auto takes CUDA when present."""
     num_workers: int = 0
     """DataLoader worker processes (0 loads batches in the training process)."""
+    shuffle: bool = True
+    """Shuffle the training set on every pass (seeded); false reads it in order."""
     # The learning-rate schedule follows whichever of steps and time is further along, so a budgeted
     # run still ends annealed.
     time_budget_s: float | None = None

@@ -57,7 +57,7 @@ def load_image(path: Path, channels: int) -> np.ndarray:
 
 
 class ImageFolderDataset(Dataset[dict[str, Tensor]]):
-    """Random crops and flips for training; fixed seeded crops for validation."""
+    """Random crops and flips for training (centre crops without `augment`); fixed seeded crops for validation."""
 
     def __init__(self, files: list[Path], config: ImageDataConfig, train: bool, seed: int = 0) -> None:
         self.images = [load_image(f, config.channels) for f in files]
@@ -75,6 +75,9 @@ class ImageFolderDataset(Dataset[dict[str, Tensor]]):
         _, h, w = image.shape
         if h < size or w < size:
             raise ValueError(f"image of {h}x{w} is smaller than crop_size {size}")
+        if self.train and not self.config.augment:
+            top, left = (h - size) // 2, (w - size) // 2
+            return np.ascontiguousarray(image[:, top : top + size, left : left + size])
         top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
         crop = image[:, top : top + size, left : left + size]
         if self.train and rng.random() < 0.5:

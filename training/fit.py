@@ -3,6 +3,9 @@
 A run folder holds `config.json`, `metrics.jsonl` (one JSON object per log point),
 `checkpoint.pt` (latest), `best.pt` (best validation loss), `summary.json`, `loss_curves.png`
 and `samples.png`.
+
+Under torchrun every rank trains through DistributedDataParallel on its slice of each global batch
+(see `training.distributed`); rank 0 alone writes the run folder, validates and shows progress.
 """
 
 from __future__ import annotations
@@ -21,8 +24,18 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from training.checkpoint import BEST, LATEST, load_checkpoint, save_checkpoint
-from training.config import RunConfig
+from training.config import OptimConfig, RunConfig
 from training.data import build_datasets, collate, print_to_stderr
+from training.distributed import (
+    GlobalBatchShard,
+    Ranks,
+    data_parallel,
+    main_rank_value,
+    mean_over_ranks,
+    process_group,
+    rank_device,
+    ranks_from_env,
+)
 from training.losses import loss_for
 from training.plots import plot_image_samples, plot_loss_curves, plot_sequence_samples
 from training.progress import Progress, RunBar
@@ -108,6 +121,29 @@ def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device:
         plot_image_samples(batch["input"].cpu().numpy(), batch["target"].cpu().numpy(), x_hat, out)
 
 
+def _train_loader(
+    train_set: Dataset[dict[str, Tensor]], opt: OptimConfig, ranks: Ranks
+) -> DataLoader[dict[str, Tensor]]:
+    """Training batches; across ranks, this rank's slice of each global batch the ranks agree on."""
+    if ranks.distributed:
+        size = len(train_set)  # type: ignore[arg-type]
+        shard = GlobalBatchShard(size, opt.batch_size, ranks, opt.shuffle, opt.seed)
+        return DataLoader(train_set, batch_sampler=shard, collate_fn=collate, num_workers=opt.num_workers)
+    return DataLoader(
+        train_set,
+        batch_size=opt.batch_size,
+        shuffle=opt.shuffle,
+        drop_last=True,
+        collate_fn=collate,
+        num_workers=opt.num_workers,
+        generator=torch.Generator().manual_seed(opt.seed),
+    )
+
+
+def _silent(line: str) -> None:
+    """The `report` of ranks other than 0: one copy of each line is enough."""
+
+
 def fit(
     config: RunConfig,
     run_dir: Path,
@@ -119,12 +155,33 @@ def fit(
 ) -> dict[str, Any]:
     """Train per `config` into `run_dir`; returns the summary (also written to summary.json).
 
-    `report` gets the one-line summary of the data read, before training starts.
+    `report` gets the one-line summary of the data read, before training starts. Under torchrun
+    (RANK and WORLD_SIZE set) this runs on every rank; ranks other than 0 return only their rank
+    and step count.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ranks = ranks_from_env()
+    device = rank_device(pick_device(config.optim.device), ranks)
+    with process_group(ranks, device):
+        if not ranks.is_main:
+            progress, report = False, _silent
+        return _fit(config, run_dir, ranks, device, root, resume, progress, init_from, report)
+
+
+def _fit(
+    config: RunConfig,
+    run_dir: Path,
+    ranks: Ranks,
+    device: torch.device,
+    root: Path | None,
+    resume: bool,
+    progress: bool,
+    init_from: Path | None,
+    report: Callable[[str], None],
+) -> dict[str, Any]:
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     opt = config.optim
     seed_everything(opt.seed)
-    device = pick_device(opt.device)
     train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed, report)
     model = build_model(config.model).to(device)
     loss_fn = loss_for(config.model)
@@ -141,19 +198,13 @@ def fit(
     elif init_from is not None:
         # Fine-tuning: start from another run's best weights with a fresh optimizer and schedule.
         model.load_state_dict(load_checkpoint(_best_or_latest(init_from))["model"])
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if ranks.is_main:
+        if not resume and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     use_amp = device.type == "cuda" and opt.mixed_precision  # bf16 pays off only on GPUs
-    loader = DataLoader(
-        train_set,
-        batch_size=opt.batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collate,
-        num_workers=opt.num_workers,
-        generator=torch.Generator().manual_seed(opt.seed),
-    )
+    loader = _train_loader(train_set, opt, ranks)
+    trainer = data_parallel(model, ranks, device)  # after loading weights: DDP starts from rank 0's
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(
@@ -176,7 +227,8 @@ def fit(
     window: list[Tensor] = []
     model.train()
     val: dict[str, float] = {}
-    if state["step"] == 0:  # the untrained baseline, so every curve shows what training bought
+    # The untrained baseline, so every curve shows what training bought.
+    if ranks.is_main and state["step"] == 0:
         val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
         _log(run_dir, {"step": 0, "split": "val", **val})
     # A resumed run's budget counts from this start: the budget is per invocation of fit.
@@ -184,12 +236,17 @@ def fit(
     while not run_progress.done(int(state["step"])):
         batch = _to(next(batches), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            parts = loss_fn(run_model(model, batch), batch)
+            parts = loss_fn(run_model(trainer, batch), batch)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
         optimizer.step()
-        run_progress.elapsed_s = time.perf_counter() - budget_start
+        elapsed_s = time.perf_counter() - budget_start
+        if ranks.distributed and opt.time_budget_s is not None:
+            # Rank 0's clock decides for all: every rank must stop at the same step (a rank left
+            # alone in the gradient all-reduce would wait forever) and follow the same schedule.
+            elapsed_s = main_rank_value(elapsed_s, device)
+        run_progress.elapsed_s = elapsed_s
         scheduler.step()
         state["step"] += 1
         # Kept on the device: reading a GPU loss every step would stall the queue of kernels.
@@ -202,26 +259,32 @@ def fit(
         last = run_progress.done(step)
         if step % opt.val_every == 0 or last:
             state["wall_time_s"] = time.perf_counter() - started
-            _log(
-                run_dir,
-                {
-                    "step": step,
-                    "split": "train",
-                    "loss": float(torch.stack(window).float().mean()),
-                    "lr": scheduler.get_last_lr()[0],
-                    "wall_time_s": state["wall_time_s"],
-                },
-            )
+            train_loss = float(mean_over_ranks(torch.stack(window).float().mean(), ranks))  # every rank
             window = []
-            val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
-            _log(run_dir, {"step": step, "split": "val", **val})
-            if val["loss"] < state["best_val"]:
-                state["best_val"] = val["loss"]
-                checkpoint(run_dir / BEST)
-        if step % opt.checkpoint_every == 0 or last:
+            # Validation is rank 0's alone, on the plain model: the other ranks go on and wait for
+            # it in the next step's gradient all-reduce.
+            if ranks.is_main:
+                _log(
+                    run_dir,
+                    {
+                        "step": step,
+                        "split": "train",
+                        "loss": train_loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "wall_time_s": state["wall_time_s"],
+                    },
+                )
+                val = evaluate(model, val_set, loss_fn, device, opt.batch_size)
+                _log(run_dir, {"step": step, "split": "val", **val})
+                if val["loss"] < state["best_val"]:
+                    state["best_val"] = val["loss"]
+                    checkpoint(run_dir / BEST)
+        if ranks.is_main and (step % opt.checkpoint_every == 0 or last):
             state["wall_time_s"] = time.perf_counter() - started
             checkpoint(run_dir / LATEST)
     bar.close()
+    if not ranks.is_main:
+        return {"rank": ranks.rank, "steps": int(state["step"])}
     return _finish(run_dir, model, val_set, loss_fn, device, config, state, data_info)
 
 
