@@ -40,6 +40,16 @@ def prepare_workers(settings: Settings) -> None:
         stale.unlink()
 
 
+def prepare_model_control(settings: Settings) -> None:
+    """In explicit model control, a fresh folder for the control file the workers share (`service.model_control_sync`).
+
+    Exported as AE_MODEL_CONTROL_DIR unless set: a load or unload one worker receives reaches the
+    others (and a respawned worker) through it. Fresh per run: last run's unloads must not apply.
+    """
+    if settings.model_control == "explicit" and "AE_MODEL_CONTROL_DIR" not in os.environ:
+        os.environ["AE_MODEL_CONTROL_DIR"] = tempfile.mkdtemp(prefix="ae-model-control-")
+
+
 def export_pixel_limit(workers: int) -> None:
     """Derive `AE_MAX_IMAGE_PIXELS` once, unless it is set, so every worker gets the same limit; log it."""
     if "AE_MAX_IMAGE_PIXELS" in os.environ:
@@ -112,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["AE_WORKERS"] = str(workers)  # a worker divides the cores among this many (intra-op threads)
     if workers > 1:
         prepare_workers(defaults)
+    prepare_model_control(defaults)
     configure_logging(args.log_level)
     export_pixel_limit(workers)
     # The service writes its own JSON access line per request (with the request id); uvicorn's is off.

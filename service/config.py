@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     # HTTP server (ae-serve)
     host: str = "127.0.0.1"
     port: int = 8000
+    # The Open Inference Protocol over gRPC (`service.oip.grpc_server`) on this port, beside HTTP; 0: off.
+    # Every worker process binds it with SO_REUSEPORT, so the kernel spreads connections over the workers.
+    grpc_port: int = Field(default=0, ge=0, le=65535, description="OIP gRPC port; 0: no gRPC server")
     # 0: one worker process per CPU core this process may run on, at most 8. Measured on 2 cores: two
     # workers with one ONNX Runtime thread each served 1.6x the images of one worker with two threads.
     workers: int = Field(default=0, ge=0, description="0: one per available core (at most 8)")

@@ -1,4 +1,8 @@
-"""The one place errors become HTTP answers: `{"error": {"code": ..., "message": ...}}`."""
+"""The one place errors become HTTP answers: `{"error": {"code": ..., "message": ...}}`.
+
+Under `/v2` (the Open Inference Protocol) the body is the protocol's instead: `{"error": "<message>"}`,
+with the stable code beside it as `"code"` (clients of the protocol read `error` as a string).
+"""
 
 from __future__ import annotations
 
@@ -28,28 +32,38 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def _answer(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """`error_response`, or on the OIP routes (`/v2`) the protocol's error body."""
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        note_error_code(code)
+        return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+    return error_response(status, code, message, headers)
+
+
 async def _service_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
-    return error_response(error.status, error.code, error.message, error.headers)
+    return _answer(request, error.status, error.code, error.message, error.headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     first = error.errors()[0] if error.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()))
-    return error_response(422, "invalid_input", f"{where}: {first.get('msg', 'invalid value')}")
+    return _answer(request, 422, "invalid_input", f"{where}: {first.get('msg', 'invalid value')}")
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     code = _HTTP_CODES.get(HTTPStatus(error.status_code), "http_error")
-    return error_response(error.status_code, code, str(error.detail), getattr(error, "headers", None))
+    return _answer(request, error.status_code, code, str(error.detail), getattr(error, "headers", None))
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     # Logged with its traceback for operators; the client sees nothing of it.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    return _answer(request, 500, "internal_error", "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

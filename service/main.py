@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from prometheus_client import Gauge
@@ -17,6 +17,7 @@ from service.api.docs import add_docs_routes
 from service.api.rate_limit import rate_limiter_for
 from service.api.routes import health, metrics, models
 from service.api.routes.inference import add_inference_routes
+from service.api.routes.oip import add_oip_routes
 from service.batching import ProcessLoad
 from service.config import Settings
 from service.handlers import install_error_handlers
@@ -29,6 +30,9 @@ from service.model import LoadedModel
 from service.repository import ModelLoadError, ModelRepository
 from service.startup import effective_settings, settings_or_exit
 from service.state import ServiceState
+
+if TYPE_CHECKING:
+    import grpc
 
 logger = logging.getLogger("service")
 
@@ -101,6 +105,20 @@ async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLo
         )
 
 
+# How long calls in flight on the gRPC server may take to finish once shutdown begins.
+GRPC_GRACE_S = 5.0
+
+
+async def _start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server | None:
+    """The OIP gRPC server on AE_GRPC_PORT, once the models are loaded; None when the port is 0."""
+    if not settings.grpc_port:
+        return None
+    from service.oip.grpc_server import start_grpc_server  # grpc's import costs ~100 ms: only when asked
+
+    # A message may be a whole body (AE_MAX_BODY_BYTES) plus the protocol's framing of its tensors.
+    return await start_grpc_server(app, settings.host, settings.grpc_port, settings.max_body_bytes + 64 * 1024)
+
+
 def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:
     """Chain a SIGTERM handler that drops readiness at once, before the server drains connections.
 
@@ -139,10 +157,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         restore_signal = _not_ready_on_sigterm(state)
         await _load(state, service_metrics, process)
         lazy_versions = app.state.lazy_versions = _lazy_versions(state, service_metrics, process)
+        grpc_server = await _start_grpc(app, state.settings)
         try:
             yield
         finally:
             state.ready = False
+            if grpc_server is not None:  # calls in flight get a few seconds; new ones are refused
+                await grpc_server.stop(grace=GRPC_GRACE_S)
             await lazy_versions.close()  # before the repository's versions stop: it may still add one
             if state.repository is not None:
                 await asyncio.gather(*(model.handler.stop() for model in state.repository.loaded()))
@@ -170,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router, dependencies=[Depends(require_access)])
     # The inference routes check the key and its rate limit themselves (`check_access`): no dependency to solve.
     add_inference_routes(app)
+    add_oip_routes(app)  # the Open Inference Protocol (`/v2`) beside `/v1`
     add_docs_routes(app)
     return app
 

@@ -74,6 +74,13 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        # Model control (`service.model_control`): loads and unloads by outcome (success, failure).
+        self.model_control = Counter(
+            "ae_model_control",
+            "Model loads and unloads (repository API, poll, control file) by outcome",
+            ["model", "action", "outcome"],
+            registry=r,
+        )
 
         # Drift: how far incoming series sit from what each sequence model knows. Counters and
         # histograms add up across workers; the share above the threshold is a query (README).

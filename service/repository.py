@@ -167,6 +167,8 @@ class ModelRepository:
     # One of them in `models` is lazily loaded (and out of `not_loaded` until evicted).
     left_on_disk: dict[str, dict[int, Path]] = field(default_factory=dict)
     allow_partial: bool = False
+    # Models an admin unloaded (`service.model_control`): not served, not counted against readiness.
+    unloaded: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRepository:
@@ -226,19 +228,26 @@ class ModelRepository:
     def unserved(self) -> list[LoadFailure]:
         """The failures that leave a policy-named version without anything serving it.
 
-        A reload (not built yet) that fails for a version already serving would record its failure
-        in `failures` while the old version stays in `models`: it is not unserved, so readiness and
-        the default version stay as they were.
+        A reload (`service.model_control`) that fails records its failure in `failures` while the old
+        versions keep serving and stay the policy's choice: a failed version the policy has not chosen
+        is not unserved, so readiness and the default version stay as they were.
         """
-        return [f for f in self.failures if f.version is None or f.version not in self.models.get(f.model, {})]
+        return [
+            f
+            for f in self.failures
+            if f.version is None
+            or (f.version in self.chosen.get(f.model, []) and f.version not in self.models.get(f.model, {}))
+        ]
 
     def health(self) -> Health:
         """`ready`, `partial` (failures, allowed), or why not: `failed`, or `no_models` loaded at all."""
         unserved = self.unserved()
         if unserved and not self.allow_partial:
             return "failed"
-        # Lazily loaded versions do not count: readiness is the policy's versions only.
-        if not any(v in self.chosen.get(name, []) for name, versions in self.models.items() for v in versions):
+        # Lazily loaded versions do not count: readiness is the policy's versions only. Unloading every
+        # model on purpose is not a failure to load one.
+        served = any(v in self.chosen.get(name, []) for name, versions in self.models.items() for v in versions)
+        if not served and not self.unloaded:
             return "no_models"
         return "partial" if unserved else "ready"
 
@@ -256,8 +265,9 @@ class ModelRepository:
         return max(loaded) if loaded and self.allow_partial else None
 
     def failed_versions(self, name: str) -> list[int]:
-        """The versions of `name` the policy named that are not serving because they failed."""
-        return sorted({f.version for f in self.unserved() if f.model == name and f.version is not None})
+        """The versions of `name` not serving because they failed (at start-up, or a reload's new ones)."""
+        served = self.models.get(name, {})
+        return sorted({f.version for f in self.failures if f.model == name and f.version is not None} - set(served))
 
     def on_disk(self, name: str, version: int) -> bool:
         """Whether `name`/`version` is a version folder here: loaded, failed, or left on disk by the policy."""
@@ -294,6 +304,47 @@ class ModelRepository:
             self.models.pop(m.name, None)
         self.not_loaded[m.name] = sorted({*self.not_loaded.get(m.name, []), m.version})
 
+    def swap_model(
+        self, name: str, rule: VersionRule, versions: dict[int, LoadedModel], on_disk: dict[int, Path]
+    ) -> list[LoadedModel]:
+        """Serve `versions` (what `rule` chose of `on_disk`) as model `name` from now on, in one step.
+
+        Returns the versions it displaces, for the caller to drain and stop. Lazily loaded versions stay
+        with `service.lazy`, which stops them; the model's earlier failures are forgotten.
+        """
+        old = self.models.get(name, {})
+        lazy = {v: m for v, m in old.items() if self.is_lazily_loaded(m) and v not in versions}
+        displaced = [m for v, m in old.items() if not self.is_lazily_loaded(m) and versions.get(v) is not m]
+        self.rules[name], self.chosen[name] = rule, sorted(versions)
+        skipped = sorted(v for v in on_disk if v not in versions)
+        self.not_loaded[name] = [v for v in skipped if v not in lazy]
+        if self.not_loaded[name] == []:
+            del self.not_loaded[name]
+        task = next(iter(versions.values())).manifest.task if versions else None
+        self.left_on_disk[name] = {v: on_disk[v] for v in skipped} if task == "compress" else {}
+        self.failures = [f for f in self.failures if f.model != name]
+        self.unloaded.discard(name)
+        self.models[name] = {**lazy, **versions}
+        return displaced
+
+    def remove_model(self, name: str) -> list[LoadedModel]:
+        """Stop routing to every version of `name` at once (unloaded on purpose); returns those to stop.
+
+        Lazily loaded versions are left to `service.lazy` to stop, but no new one loads.
+        """
+        versions = self.models.pop(name, {})
+        to_stop = [m for m in versions.values() if not self.is_lazily_loaded(m)]
+        for mapping in (self.chosen, self.not_loaded, self.left_on_disk):
+            mapping.pop(name, None)
+        self.failures = [f for f in self.failures if f.model != name]
+        self.unloaded.add(name)
+        return to_stop
+
+    def record_failure(self, failure: LoadFailure) -> None:
+        """A reload's failure: logged and listed, replacing an earlier one of the same version."""
+        self.failures = [f for f in self.failures if f.key != failure.key]
+        self._fail(failure)
+
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         """A model by name, the default version unless one is given; 404 unknown, 503 failed to load."""
         versions = self.models.get(name, {})
@@ -303,6 +354,8 @@ class ModelRepository:
         raise self._not_served(name, version)
 
     def _not_served(self, name: str, version: int | None) -> ServiceError:
+        if name in self.unloaded:
+            return ModelUnavailableError(f"model {name!r} is unloaded (model control); an admin may load it again")
         versions = self.models.get(name, {})
         known = ", ".join(str(v) for v in sorted(versions)) or "none"
         failed = self.failed_versions(name)
@@ -311,7 +364,7 @@ class ModelRepository:
                 return NotFoundError(f"model {name!r} exists, but the version policy loads none of its versions")
             return NotFoundError(f"unknown model {name!r}; see GET /v1/models")
         if version is None:  # then the default failed (failed_versions says which, GET /v1/models why)
-            default = max(self.chosen[name])
+            default = max(self.chosen.get(name) or failed)
             return ModelUnavailableError(
                 f"model {name!r}: its default version {default} failed to load; loaded versions: {known}"
             )
@@ -323,6 +376,11 @@ class ModelRepository:
                 f"loaded versions: {known}"
             )
         return NotFoundError(f"model {name!r} has no version {version}; versions: {known}")
+
+
+def rule_for(settings: Settings, name: str, folders: list[Path]) -> VersionRule:
+    """The version policy's rule for one model, from the policy file as it is now (a reload reads it afresh)."""
+    return _policy(settings).rule_for(name, _task_of(folders))
 
 
 def _policy(settings: Settings) -> VersionPolicy:

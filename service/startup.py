@@ -19,7 +19,7 @@ from pydantic_settings import SettingsError
 from service.config import Settings
 
 # Settings whose values are secrets: a mistake in one is reported without echoing the value.
-_SECRET_FIELDS = {"api_keys", "stream_key"}
+_SECRET_FIELDS = {"api_keys", "stream_key", "admin_keys"}
 # pydantic-settings names the field in the message of a value it cannot JSON-decode.
 _FIELD_IN_MESSAGE = re.compile(r'field "(\w+)"')
 # Longer values are cut in messages: the line must stay one readable line.
@@ -103,6 +103,7 @@ def effective_settings(settings: Settings, providers_in_use: list[str]) -> dict[
         **shown,
         "auth": "on" if settings.api_keys else "off",
         "api_key_count": len(settings.api_keys),
+        "admin_key_count": len(settings.admin_keys),
         "stream_signing": "on" if getattr(settings, "stream_key", None) is not None else "off",
         "workers": settings.resolved_workers(),
         "providers_requested": settings.providers,

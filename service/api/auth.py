@@ -10,10 +10,9 @@ from service.api.rate_limit import check_rate_limit
 from service.errors import UnauthorizedError
 
 
-def _key_index(request: Request) -> int | None:
-    """The index of the configured key the request carries; None without one (or with no keys configured)."""
-    keys = request.app.state.service.settings.api_keys
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def key_index(keys: list[str], authorization: str | None) -> int | None:
+    """The index of the configured key an `Authorization: Bearer <key>` value carries; None without one."""
+    scheme, _, token = (authorization or "").partition(" ")
     if not keys or scheme.lower() != "bearer" or not token:
         return None
     # Compare against every key in constant time and without stopping at a match, so timing reveals
@@ -22,20 +21,25 @@ def _key_index(request: Request) -> int | None:
     return matches.index(True) if any(matches) else None
 
 
-def check_api_key(request: Request) -> int | None:
-    """401 unless the request carries `Authorization: Bearer <a configured key>`.
+def check_key(keys: list[str], authorization: str | None) -> int | None:
+    """401 unless `authorization` (a header, or gRPC's `authorization` metadata) is `Bearer <a configured key>`.
 
     Returns the key's index in AE_API_KEYS (what the rate limit counts by: the key itself is never kept
     or logged), or None when no keys are configured and everything is open.
     """
-    if not request.app.state.service.settings.api_keys:
+    if not keys:
         return None
-    index = _key_index(request)
+    index = key_index(keys, authorization)
     if index is None:
         raise UnauthorizedError(
             "a valid API key is required: Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
         )
     return index
+
+
+def check_api_key(request: Request) -> int | None:
+    """`check_key` on the request's `Authorization` header and the configured AE_API_KEYS."""
+    return check_key(request.app.state.service.settings.api_keys, request.headers.get("authorization"))
 
 
 def check_access(request: Request) -> None:

@@ -136,6 +136,20 @@ def decode_image(data: bytes, channels: int, limits: SizeLimits, multiple: int =
         raise DecodingError(UNDECODABLE) from error
 
 
+def image_size(data: bytes) -> tuple[int, int]:
+    """(height, width) of an encoded image from its header alone (EXIF rotation swaps them, not their product)."""
+    if not data:
+        raise DecodingError("an image element is empty; send an encoded image")
+    check_container(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            width, height = _open(data).size
+    except Exception as error:  # as in `decode_image`: any reader failure is the body's
+        raise DecodingError(UNDECODABLE) from error
+    return height, width
+
+
 def check_fixed_size(image: np.ndarray, fixed_size: tuple[int, int] | None) -> None:
     """A dense-bottleneck model takes one size only; others are refused, never resized."""
     if fixed_size is not None and tuple(image.shape[-2:]) != tuple(fixed_size):

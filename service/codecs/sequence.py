@@ -109,6 +109,12 @@ def _as_series(index: int, raw: Any, features: int) -> np.ndarray:
         raise InvalidInputError(f"{where} must hold only numbers, or only lists of numbers")
     if array.shape[1] != features:
         raise InvalidInputError(f"{where} has {array.shape[1]} features; this model expects {features}")
+    check_series_values(where, array)
+    return array
+
+
+def check_series_values(where: str, array: np.ndarray) -> None:
+    """422 when a series holds NaN, Inf, or values too large for the float32 arithmetic of normalising."""
     if not np.isfinite(array).all():
         raise InvalidInputError(f"{where} holds NaN or Inf")
     if array.size and float(np.abs(array).max()) > MAX_VALUE_MAGNITUDE:
@@ -116,7 +122,6 @@ def _as_series(index: int, raw: Any, features: int) -> np.ndarray:
             f"{where} holds a value beyond +-{MAX_VALUE_MAGNITUDE:.0e}, too large for float32 arithmetic; "
             "rescale the series (e.g. to other units)"
         )
-    return array
 
 
 # Exact types, as json.loads produces them: bool (an int subclass) is excluded, since true/false are

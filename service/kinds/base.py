@@ -82,7 +82,7 @@ class ModelHandler(ABC):
         admitting = self.batcher_for(self.admitting_operation(operation))
         settings = self.settings
         body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
-        async with admitting.admit(), _cancelled_on_disconnect(request):
+        async with admitting.admit(), cancelled_on_disconnect(request):
             deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
             answer = await self._operations[operation](Call(request, body, deadline))
         return answer.response()
@@ -137,7 +137,7 @@ def object_fields(payload: Any, *names: str) -> list[Any]:
 
 
 @asynccontextmanager
-async def _cancelled_on_disconnect(request: Request) -> AsyncIterator[None]:
+async def cancelled_on_disconnect(request: Request) -> AsyncIterator[None]:
     """Cancel the request's work when its client disconnects; the answer is then 499 `client_gone`.
 
     The body has been read, so the next ASGI message is the disconnect (uvicorn sends it when the

@@ -72,7 +72,8 @@ def sequence_spec(model: LoadedModel) -> SequenceInputSpec:
     return spec
 
 
-def _bucket(length: int) -> int:
+def length_bucket(length: int) -> int:
+    """The padded length a series of `length` steps runs at (requests in one bucket can share a batch)."""
     return -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
 
 
@@ -80,13 +81,13 @@ def prepare_sequences(model: LoadedModel, raw: Any, settings: Settings) -> Prepa
     """Validate, normalise and pad a batch of series; the key is the padded length bucket."""
     spec = sequence_spec(model)
     series = parse_sequences(raw, spec, settings.max_batch_sequences, settings.max_sequence_length)
-    return _prepared_rows(series, spec, _bucket(max(len(s) for s in series)))
+    return prepared_rows(series, spec, length_bucket(max(len(s) for s in series)))
 
 
-def _prepared_rows(
+def prepared_rows(
     rows: list[np.ndarray], spec: SequenceInputSpec, bucket: int, windows: list[dict[str, int]] | None = None
 ) -> Prepared[SequenceContext]:
-    """Normalise each row on its own, pad them to `bucket`; the key is the bucket."""
+    """Normalise each row on its own, pad them to `bucket` (a multiple of LENGTH_BUCKET); the key is the bucket."""
     scaled = [normalize(row, spec.normalization) for row in rows]
     padded, lengths = pad_batch([s for s, _, _ in scaled], bucket)
     context = SequenceContext(
@@ -126,7 +127,7 @@ def prepare_windows(
         raw, spec, settings.max_batch_sequences, settings.max_sequence_length, windowing.window, windowing.stride
     )
     starts = [{"series": i, "start": start} for i, start, _ in windows]
-    return _prepared_rows([w for _, _, w in windows], spec, _bucket(windowing.window), starts)
+    return prepared_rows([w for _, _, w in windows], spec, length_bucket(windowing.window), starts)
 
 
 def _row_error(reconstruction: np.ndarray, context: SequenceContext, row: int) -> float:
@@ -201,7 +202,7 @@ def prepare_embeddings(
     mean = np.asarray(norm.mean if norm.kind == "dataset" else [0.0] * spec.features, np.float32)
     std = np.asarray(norm.std if norm.kind == "dataset" else [1.0] * spec.features, np.float32)
     context = SequenceContext(lengths, [], [mean] * len(lengths), [std] * len(lengths))
-    return Prepared(_bucket(max(lengths)), {"latent": latent, "lengths": np.asarray(lengths, np.int64)}, context)
+    return Prepared(length_bucket(max(lengths)), {"latent": latent, "lengths": np.asarray(lengths, np.int64)}, context)
 
 
 def finish_decoded(outputs: Feeds, context: SequenceContext) -> list[Any]:

@@ -1,0 +1,195 @@
+"""OIP inference on image models and codecs: a batch of encoded images (or streams, or latents) per request.
+
+Each row is its own job on the graph's batcher (rows of one padded size share a run, with each other and
+with `/v1` requests). Before any row is decoded, the request's rows together must fit the pixel limit
+of one image (`AE_MAX_IMAGE_PIXELS`, on padded sizes read from the headers alone): a request of many
+images costs what one image of the limit may cost, not that many times over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+import numpy as np
+
+from service.codecs.bitstream import unpack
+from service.codecs.image import image_size
+from service.config import Settings
+from service.errors import InvalidInputError, PayloadTooLargeError
+from service.kinds.codec import (
+    EncodedImage,
+    finish_scored_image,
+    finish_stream,
+    prepare_codec_image,
+    prepare_stream,
+    stream_authentication,
+)
+from service.kinds.image import (
+    Size,
+    answerable,
+    check_latent_shape,
+    finish_image,
+    image_spec,
+    prepare_image,
+    prepare_latent,
+)
+from service.limits import padded
+from service.oip.checks import check_batch, check_parameters, checked_inputs, run_all
+from service.oip.models import OipModel
+from service.oip.rest import InferRequest
+from service.oip.tensors import BYTES, Tensor
+from service.stages import Feeds, Job
+
+PNG = "image/png"
+
+
+def _check_pixels(oip: OipModel, sizes: list[Size], settings: Settings) -> list[Size]:
+    """413 when the rows' padded sizes add up to more than one image may have; the padded sizes."""
+    f = image_spec(oip.model).stride_multiple
+    runs = [(padded(h, f), padded(w, f)) for h, w in sizes]
+    total = sum(h * w for h, w in runs)
+    if total > settings.max_image_pixels:
+        raise PayloadTooLargeError(
+            f"{oip.name}: the request's {len(sizes)} images run on {total} padded pixels together, over the "
+            f"limit of {settings.max_image_pixels} per request; send fewer or smaller images per request"
+        )
+    return runs
+
+
+async def _image_rows(oip: OipModel, elements: list[bytes], settings: Settings) -> list[Size]:
+    """The padded size of every encoded image of the request, read from their headers in a worker thread."""
+    check_batch(oip, len(elements), settings.max_batch_size, "images")
+    sizes = await asyncio.to_thread(lambda: [image_size(data) for data in elements])
+    return _check_pixels(oip, sizes, settings)
+
+
+async def infer_images(oip: OipModel, request: InferRequest, settings: Settings, deadline: float) -> list[Tensor]:
+    """One request to an image model's or a codec's operation."""
+    inputs = checked_inputs(oip, request)
+    check_parameters(oip, request)
+    model, operation = oip.model, oip.operation
+    if operation == "decode":
+        if model.tables is not None:
+            return await _decode_streams(oip, inputs["stream"].elements(), settings, deadline)
+        return await _decode_latents(oip, inputs, settings, deadline)
+    elements = inputs["image"].elements()
+    runs = await _image_rows(oip, elements, settings)
+    if model.tables is not None:
+        return await _codec_images(oip, elements, settings, deadline)
+    if operation == "reconstruct":
+        return [await _reconstructed(oip, elements, settings, deadline)]
+    if len(set(runs)) > 1:
+        raise InvalidInputError(
+            f"{oip.name}: the images of one encode request must share their padded size (their latents form "
+            f"one tensor); got {sorted(set(runs))}: send them in separate requests"
+        )
+    return await _encoded_latents(oip, elements, settings, deadline)
+
+
+async def _reconstructed(oip: OipModel, elements: list[bytes], settings: Settings, deadline: float) -> Tensor:
+    level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("reconstruct")
+    jobs = [
+        Job(
+            answerable(partial(prepare_image, oip.model, data, settings), PNG),
+            partial(finish_image, mime=PNG, png_level=level),
+        )
+        for data in elements
+    ]
+    images = await run_all([batcher.execute(job, deadline) for job in jobs])
+    return Tensor("image", BYTES, (len(images),), images)
+
+
+async def _encoded_latents(oip: OipModel, elements: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
+    def latent_and_size(outputs: Feeds, size: Size) -> tuple[np.ndarray, Size]:
+        return outputs["latent"][0], size
+
+    batcher = oip.model.handler.batcher_for("encode")
+    jobs = [Job(partial(prepare_image, oip.model, data, settings), latent_and_size) for data in elements]
+    rows = await run_all([batcher.execute(job, deadline) for job in jobs])
+    latents = np.stack([latent for latent, _ in rows]).astype(np.float32, copy=False)
+    sizes = np.asarray([size for _, size in rows], np.int64)
+    return [Tensor("latent", "FP32", latents.shape, latents), Tensor("image_size", "INT64", sizes.shape, sizes)]
+
+
+async def _decode_latents(
+    oip: OipModel, inputs: dict[str, Tensor], settings: Settings, deadline: float
+) -> list[Tensor]:
+    latent = inputs["latent"]
+    rows = latent.shape[0]
+    check_batch(oip, rows, settings.max_batch_size, "latents")
+    # From the declared shape, before the data is used: each latent's image, and all of them together.
+    full = check_latent_shape(oip.model, latent.shape[1:], settings)
+    _check_pixels(oip, [full] * rows, settings)
+    sizes: list[Size | None] = [None] * rows
+    if "image_size" in inputs:
+        declared = inputs["image_size"].array()
+        if declared.shape[0] != rows:
+            raise InvalidInputError(f"{oip.name}: image_size must hold one [height, width] per latent")
+        sizes = [(int(h), int(w)) for h, w in declared]
+    level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("decode")
+    values = latent.array()
+    jobs = [
+        Job(
+            answerable(partial(prepare_latent, oip.model, values[i].astype(np.float32), sizes[i], settings), PNG),
+            partial(finish_image, mime=PNG, png_level=level),
+        )
+        for i in range(rows)
+    ]
+    images = await run_all([batcher.execute(job, deadline) for job in jobs])
+    return [Tensor("image", BYTES, (rows,), images)]
+
+
+async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
+    check_batch(oip, len(streams), settings.max_batch_size, "streams")
+    auth = stream_authentication(settings)
+
+    def declared_sizes() -> list[Size]:  # checksums and signatures, no entropy decoding
+        return [(header.height, header.width) for header, _ in (unpack(s, auth) for s in streams)]
+
+    _check_pixels(oip, await asyncio.to_thread(declared_sizes), settings)
+    level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("decode")
+    jobs = [
+        Job(
+            answerable(partial(prepare_stream, oip.model, stream, settings), PNG),
+            partial(finish_image, mime=PNG, png_level=level),
+        )
+        for stream in streams
+    ]
+    images = await run_all([batcher.execute(job, deadline) for job in jobs])
+    return [Tensor("image", BYTES, (len(images),), images)]
+
+
+async def _codec_images(oip: OipModel, elements: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
+    """A codec's encode (streams and their rates) or reconstruct (through the real stream, scored)."""
+    model, handler, level = oip.model, oip.model.handler, settings.png_compress_level
+    auth = stream_authentication(settings)
+
+    async def encoded(data: bytes) -> EncodedImage:
+        job = Job(partial(prepare_codec_image, model, data, settings), partial(finish_stream, model=model, auth=auth))
+        return await handler.batcher_for("encode").execute(job, deadline)
+
+    async def round_trip(data: bytes) -> tuple[EncodedImage, bytes, float]:
+        stream = await encoded(data)
+
+        def finish(outputs: Feeds, size: Size) -> tuple[bytes, float]:
+            return finish_scored_image(outputs, size, stream.original, PNG, level)
+
+        prepare = answerable(partial(prepare_stream, model, stream.stream, settings), PNG)
+        image, quality = await handler.batcher_for("decode").execute(Job(prepare, finish), deadline)
+        return stream, image, quality
+
+    rows = len(elements)
+    if oip.operation == "encode":
+        streams = await run_all([encoded(data) for data in elements])
+        rates = np.asarray([s.bits_per_pixel for s in streams], np.float32)
+        stream_tensor = Tensor("stream", BYTES, (rows,), [s.stream for s in streams])
+        return [stream_tensor, Tensor("bits_per_pixel", "FP32", (rows,), rates)]
+    trips = await run_all([round_trip(data) for data in elements])
+    rates = np.asarray([s.bits_per_pixel for s, _, _ in trips], np.float32)
+    psnrs = np.asarray([q for _, _, q in trips], np.float32)
+    return [
+        Tensor("image", BYTES, (rows,), [image for _, image, _ in trips]),
+        Tensor("bits_per_pixel", "FP32", (rows,), rates),
+        Tensor("psnr", "FP32", (rows,), psnrs),
+    ]
