@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="per key; 0: no limit")
     rate_limit_burst: int = Field(default=0, ge=0, description="bucket size; 0: one second's refill, at least 1")
 
+    # Model control (`service.model_control`, docs/model-control.md). none: the repository is read at
+    # start-up only. poll: every worker rescans it every poll_interval_s, loading new or changed versions
+    # and unloading removed ones. explicit: `POST /v2/repository/models/NAME/load|unload` with an admin key
+    # (start-up still loads what the version policy names). The admin keys are not inference keys: a key
+    # in both is a start-up error, so handing a client an inference key never hands it model control.
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    poll_interval_s: float = Field(default=10.0, gt=0, allow_inf_nan=False, description="repository rescan period")
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated in env; needed by model control"
+    )
+    # Set by `ae-serve` for its workers in explicit mode: the folder of the control file through which a
+    # load or unload one worker received reaches the others. Unset (one process): no control file.
+    model_control_dir: Path | None = Field(default=None, description="set by ae-serve; workers share it")
+
     # Micro-batching (per model graph): requests of equal shape share a run, up to max_batch_size rows.
     # max_wait_ms is waited only while more requests are already being decoded; an idle server never waits.
     max_batch_size: int = Field(default=16, ge=1)
@@ -149,6 +163,27 @@ class Settings(BaseSettings):
                 )
             return keys
         return value
+
+    @field_validator("admin_keys", mode="before")
+    @classmethod
+    def _split_admin_keys(cls, value: Any) -> Any:
+        # As AE_API_KEYS, but a mistake never echoes the value: these keys control what is served.
+        if isinstance(value, str):
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            if value.strip() and not keys:
+                raise ValueError("AE_ADMIN_KEYS holds no key: list keys separated by commas, or leave it empty")
+            return keys
+        return value
+
+    @model_validator(mode="after")
+    def _admin_keys_apart(self) -> Settings:
+        admin = {key.get_secret_value() for key in self.admin_keys}
+        if admin & set(self.api_keys):
+            raise ValueError(
+                "AE_ADMIN_KEYS: a key is also in AE_API_KEYS; admin keys must differ from inference keys "
+                "(every client holding that inference key could load and unload models)"
+            )
+        return self
 
     @field_validator("stream_key", mode="before")
     @classmethod

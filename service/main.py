@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 from service.api.auth import require_access, require_api_key_for_health, require_api_key_for_metrics
 from service.api.docs import add_docs_routes
 from service.api.rate_limit import rate_limiter_for
-from service.api.routes import health, metrics, models
+from service.api.routes import health, metrics, models, repository
 from service.api.routes.inference import add_inference_routes
 from service.api.routes.oip import add_oip_routes
 from service.batching import ProcessLoad
@@ -27,6 +27,7 @@ from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model import LoadedModel
+from service.model_control import ModelControl
 from service.repository import ModelLoadError, ModelRepository
 from service.startup import effective_settings, settings_or_exit
 from service.state import ServiceState
@@ -73,6 +74,20 @@ def _lazy_versions(state: ServiceState, metrics: ServiceMetrics, process: Proces
         _loaded_gauge(metrics, model).set(0)
 
     return LazyVersions(state.repository, state.settings, start, forget)
+
+
+def _model_control(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> ModelControl:
+    """Index, load and unload without a restart; loaded versions start and are observed like the rest."""
+    assert state.repository is not None
+
+    def start(model: LoadedModel) -> None:
+        _observe_model(metrics, model)
+        model.handler.start(process)
+
+    def forget(model: LoadedModel) -> None:
+        _loaded_gauge(metrics, model).set(0)
+
+    return ModelControl(state.repository, state.settings, metrics, start, forget)
 
 
 async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> None:
@@ -157,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         restore_signal = _not_ready_on_sigterm(state)
         await _load(state, service_metrics, process)
         lazy_versions = app.state.lazy_versions = _lazy_versions(state, service_metrics, process)
+        model_control = app.state.model_control = _model_control(state, service_metrics, process)
+        await model_control.start()
         grpc_server = await _start_grpc(app, state.settings)
         try:
             yield
@@ -164,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.ready = False
             if grpc_server is not None:  # calls in flight get a few seconds; new ones are refused
                 await grpc_server.stop(grace=GRPC_GRACE_S)
+            await model_control.close()
             await lazy_versions.close()  # before the repository's versions stop: it may still add one
             if state.repository is not None:
                 await asyncio.gather(*(model.handler.stop() for model in state.repository.loaded()))
@@ -189,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
     app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])
     app.include_router(models.router, dependencies=[Depends(require_access)])
+    app.include_router(repository.router)  # admin keys only: each route checks (`check_admin`)
     # The inference routes check the key and its rate limit themselves (`check_access`): no dependency to solve.
     add_inference_routes(app)
     add_oip_routes(app)  # the Open Inference Protocol (`/v2`) beside `/v1`
