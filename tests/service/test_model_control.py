@@ -20,6 +20,7 @@ ADMIN, USER = "admin-key", "user-key"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 KEYS = {"AE_ADMIN_KEYS": ADMIN, "AE_API_KEYS": USER}
 IMAGE = png_bytes(32, 32)
+LARGE_IMAGE = png_bytes(384, 384)  # a few ms per request on one thread: some are in flight at any time
 
 
 @pytest.fixture
@@ -54,6 +55,12 @@ def call(base: str, path: str, data: bytes | None = None, key: str = USER) -> tu
             ) if response.headers.get_content_type() == "application/json" else {}
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def timed_call(base: str, image: bytes) -> tuple[float, float, int, dict]:
+    began = time.monotonic()
+    status, body = call(base, "/v1/models/tiny-image/reconstruct", image)
+    return began, time.monotonic(), status, body
 
 
 def default_version(base: str, name: str = "tiny-image") -> int | None:
@@ -96,17 +103,21 @@ def test_explicit_load_failed_load_and_unload_with_requests_in_flight(repository
         entry = index(client)[("tiny-image", "3")]
         assert entry["state"] == "UNAVAILABLE" and "sha256" in entry["reason"]
 
-        with ThreadPoolExecutor(8) as pool:
-            answers = [pool.submit(call, base, "/v1/models/tiny-image/reconstruct", IMAGE) for _ in range(24)]
-            time.sleep(0.05)
+        # Requests keep coming while the unload happens: those routed before it are answered (the unload
+        # returns only once they are), the rest get 503 "unloaded"; nothing fails in any other way.
+        with ThreadPoolExecutor(6) as pool:
+            timed = [pool.submit(timed_call, base, LARGE_IMAGE) for _ in range(60)]
+            time.sleep(0.3)
+            unload_started = time.monotonic()
             client.unload_model("tiny-image", headers=ADMIN_HEADERS)
-            statuses = [a.result()[0] for a in answers]
-        # Routed before the unload: answered (unload returns once they are); after it: 503 "unloaded".
-        assert HTTPStatus.OK in statuses
-        assert all(
-            s == HTTPStatus.OK or "unloaded" in a.result()[1]["error"]["message"]
-            for s, a in zip(statuses, answers, strict=True)
-        )
+            unload_returned = time.monotonic()
+            results = [t.result() for t in timed]
+        answered = [(began, ended) for began, ended, status, _ in results if status == HTTPStatus.OK]
+        refused = [body for _, _, status, body in results if status != HTTPStatus.OK]
+        assert all("unloaded" in body["error"]["message"] for body in refused)
+        assert refused, "no request came after the unload"
+        assert any(ended > unload_started for _, ended in answered), "no request was in flight during the unload"
+        assert all(ended <= unload_returned + 0.1 for _, ended in answered)
         status, body = call(base, "/v1/models/tiny-image/reconstruct", IMAGE)
         assert status == HTTPStatus.SERVICE_UNAVAILABLE and "unloaded" in body["error"]["message"]
         assert {e["state"] for k, e in index(client).items() if k[0] == "tiny-image"} == {"UNAVAILABLE"}
