@@ -181,7 +181,8 @@ class ModelControl:
             if action == "load":
                 await self._counted(action, name, self.swapper.load(name, on_disk))
             else:
-                await self.swapper.drain(await self._counted(action, name, self.swapper.unload(name)))
+                # Drained in the background: the next change need not wait for this model's requests.
+                self.swapper.drain_later(await self._counted(action, name, self.swapper.unload(name)))
         except ServiceError as error:
             logger.error("model control: %s of model %s failed: %s", action, name, error.message)
 

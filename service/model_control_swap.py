@@ -148,6 +148,11 @@ class ModelSwapper:
         """Wait for `models` to finish their requests and stop."""
         await asyncio.gather(*(self._drain_later(m) for m in models))
 
+    def drain_later(self, models: list[LoadedModel]) -> None:
+        """Let `models` finish their requests and stop, in the background."""
+        for model in models:
+            self._drain_later(model)
+
     def _retire(self, displaced: list[LoadedModel], still_listed: set[int]) -> None:
         for model in displaced:
             if model.manifest.version not in still_listed:  # else its series now belongs to the new one

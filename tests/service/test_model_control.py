@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http as triton
+from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
+from service.config import Settings
+from service.startup import settings_problems
 from tests.service.conftest import png_bytes
 from tests.service.server import running_server
 
@@ -155,3 +158,12 @@ def test_two_workers_converge_in_explicit_mode(repository):
         eventually(lambda: all(default_version(base) == 2 for _ in range(16)))
         client_for(base).unload_model("tiny-image", headers=ADMIN_HEADERS)
         eventually(lambda: all(default_version(base) is None for _ in range(16)))
+
+
+def test_an_admin_key_that_is_also_an_inference_key_stops_start_up():
+    with pytest.raises(ValidationError) as error:
+        Settings(admin_keys="shared", api_keys="shared,other")
+    assert settings_problems(error.value) == [
+        "AE_ADMIN_KEYS: a key is also in AE_API_KEYS; admin keys must differ from inference keys "
+        "(every client holding that inference key could load and unload models)"
+    ]
