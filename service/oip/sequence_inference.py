@@ -43,6 +43,16 @@ def _lengths(oip: OipModel, inputs: dict[str, Tensor], rows: int, steps: int, se
     return [int(n) for n in lengths]
 
 
+def _number(value: object) -> object:
+    """A parameter meant as a number; a numeric string counts (tritonclient's gRPC parameters cannot be floats)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # refused by `caller_threshold`, which names it
+    return value
+
+
 def _prepare_rows(oip: OipModel, values: np.ndarray, lengths: list[int]) -> Prepared[SequenceContext]:
     rows = [values[i, :n].astype(np.float64) for i, n in enumerate(lengths)]
     for i, row in enumerate(rows):
@@ -71,7 +81,9 @@ async def infer_sequences(oip: OipModel, request: InferRequest, settings: Settin
     rows, steps = values.shape[0], values.shape[1]
     check_batch(oip, rows, settings.max_batch_sequences, "series")
     lengths = _lengths(oip, inputs, rows, steps, settings)
-    threshold = caller_threshold(request.parameters)
+    threshold = caller_threshold(
+        {"threshold": _number(request.parameters["threshold"])} if "threshold" in request.parameters else {}
+    )
 
     def prepare() -> Prepared[SequenceContext]:
         return _prepare_rows(oip, values, lengths)
