@@ -45,6 +45,8 @@ wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
 local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
 wrk.body = f:read("*all")
 f:close()
+local json_length = os.getenv("WRK_HEADER_LENGTH")
+if json_length and json_length ~= "" then wrk.headers["Inference-Header-Content-Length"] = json_length end
 """
 
 
@@ -57,6 +59,8 @@ class Workload:
     content_type: str
     service_path: str
     baseline_path: str
+    # OIP's binary-tensor extension: the length of the body's JSON part (`Inference-Header-Content-Length`).
+    header_length: int | None = None
 
 
 @dataclass
@@ -117,7 +121,12 @@ def run_wrk(url: str, workload: Workload, concurrency: int, duration: float, scr
             str(script),
             url,
         ],
-        env={**os.environ, "WRK_BODY": str(body), "WRK_CONTENT_TYPE": workload.content_type},
+        env={
+            **os.environ,
+            "WRK_BODY": str(body),
+            "WRK_CONTENT_TYPE": workload.content_type,
+            "WRK_HEADER_LENGTH": "" if workload.header_length is None else str(workload.header_length),
+        },
         capture_output=True,
         text=True,
         check=True,

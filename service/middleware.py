@@ -43,10 +43,12 @@ class RequestContextMiddleware:
     def _labels(self, scope: Scope) -> tuple[str, str, str] | None:
         """(model, version, operation) of an inference request; None for other routes."""
         operation = scope.get("path", "").rsplit("/", 1)[-1]
-        if operation not in _OPERATIONS:
-            return None
         path_params = scope.get("path_params", {})
         name = path_params.get("name", "")
+        if operation == "infer":  # OIP: `/v2/models/MODEL.OPERATION/infer`, counted as `/v1`'s operation
+            name, _, operation = name.rpartition(".")
+        if operation not in _OPERATIONS:
+            return None
         repository = self.state.repository
         # Only loaded names and versions become label values: random ones must not grow the metric set.
         if repository is None or name not in repository.models:

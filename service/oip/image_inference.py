@@ -1,14 +1,16 @@
 """OIP inference on image models and codecs: a batch of encoded images (or streams, or latents) per request.
 
 Each row is its own job on the graph's batcher (rows of one padded size share a run, with each other and
-with `/v1` requests). Before any row is decoded, the request's rows together must fit the pixel limit
-of one image (`AE_MAX_IMAGE_PIXELS`, on padded sizes read from the headers alone): a request of many
-images costs what one image of the limit may cost, not that many times over.
+with `/v1` requests). The request's rows together must fit the pixel limit of one image
+(`AE_MAX_IMAGE_PIXELS`, on padded sizes read from headers before decoding; `PixelBudget`): a request of
+many images costs what one image of the limit may cost, not that many times over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -39,29 +41,48 @@ from service.oip.checks import check_batch, check_parameters, checked_inputs, ru
 from service.oip.models import OipModel
 from service.oip.rest import InferRequest
 from service.oip.tensors import BYTES, Tensor
-from service.stages import Feeds, Job
+from service.stages import C, Feeds, Job, Prepared
 
 PNG = "image/png"
 
 
-def _check_pixels(oip: OipModel, sizes: list[Size], settings: Settings) -> list[Size]:
-    """413 when the rows' padded sizes add up to more than one image may have; the padded sizes."""
-    f = image_spec(oip.model).stride_multiple
-    runs = [(padded(h, f), padded(w, f)) for h, w in sizes]
-    total = sum(h * w for h, w in runs)
-    if total > settings.max_image_pixels:
-        raise PayloadTooLargeError(
-            f"{oip.name}: the request's {len(sizes)} images run on {total} padded pixels together, over the "
-            f"limit of {settings.max_image_pixels} per request; send fewer or smaller images per request"
-        )
-    return runs
+class PixelBudget:
+    """The padded pixels one request's images may run on together: one image's limit (AE_MAX_IMAGE_PIXELS).
 
+    Each row's prepare stage takes its share, read from the image's header before it is decoded, so no
+    row decodes once the request is over; rows prepare in worker threads, hence the lock.
+    """
 
-async def _image_rows(oip: OipModel, elements: list[bytes], settings: Settings) -> list[Size]:
-    """The padded size of every encoded image of the request, read from their headers in a worker thread."""
-    check_batch(oip, len(elements), settings.max_batch_size, "images")
-    sizes = await asyncio.to_thread(lambda: [image_size(data) for data in elements])
-    return _check_pixels(oip, sizes, settings)
+    def __init__(self, oip: OipModel, settings: Settings) -> None:
+        self.oip = oip
+        self.limit = self.left = settings.max_image_pixels
+        self.multiple = image_spec(oip.model).stride_multiple
+        self._lock = threading.Lock()
+
+    def take(self, size: Size) -> None:
+        """Take one row's padded pixels; 413 when the request's rows together would exceed the limit."""
+        pixels = padded(size[0], self.multiple) * padded(size[1], self.multiple)
+        with self._lock:
+            if pixels > self.left:
+                raise PayloadTooLargeError(
+                    f"{self.oip.name}: the request's images run on more than {self.limit} padded pixels together "
+                    "(the limit of one image applies to a whole request); send fewer or smaller images per request"
+                )
+            self.left -= pixels
+
+    def check_all(self, sizes: list[Size]) -> None:
+        """Take every row's share at once (rows whose sizes are known before any work)."""
+        for size in sizes:
+            self.take(size)
+
+    def image(self, prepare: Callable[[], Prepared[C]], data: bytes) -> Callable[[], Prepared[C]]:
+        """`prepare` of an encoded image, after its share is taken (its size read from the header alone)."""
+
+        def budgeted() -> Prepared[C]:
+            self.take(image_size(data))
+            return prepare()
+
+        return budgeted
 
 
 async def infer_images(oip: OipModel, request: InferRequest, settings: Settings, deadline: float) -> list[Tensor]:
@@ -74,24 +95,22 @@ async def infer_images(oip: OipModel, request: InferRequest, settings: Settings,
             return await _decode_streams(oip, inputs["stream"].elements(), settings, deadline)
         return await _decode_latents(oip, inputs, settings, deadline)
     elements = inputs["image"].elements()
-    runs = await _image_rows(oip, elements, settings)
+    check_batch(oip, len(elements), settings.max_batch_size, "images")
+    budget = PixelBudget(oip, settings)
     if model.tables is not None:
-        return await _codec_images(oip, elements, settings, deadline)
+        return await _codec_images(oip, elements, budget, settings, deadline)
     if operation == "reconstruct":
-        return [await _reconstructed(oip, elements, settings, deadline)]
-    if len(set(runs)) > 1:
-        raise InvalidInputError(
-            f"{oip.name}: the images of one encode request must share their padded size (their latents form "
-            f"one tensor); got {sorted(set(runs))}: send them in separate requests"
-        )
-    return await _encoded_latents(oip, elements, settings, deadline)
+        return [await _reconstructed(oip, elements, budget, settings, deadline)]
+    return await _encoded_latents(oip, elements, budget, settings, deadline)
 
 
-async def _reconstructed(oip: OipModel, elements: list[bytes], settings: Settings, deadline: float) -> Tensor:
+async def _reconstructed(
+    oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
+) -> Tensor:
     level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("reconstruct")
     jobs = [
         Job(
-            answerable(partial(prepare_image, oip.model, data, settings), PNG),
+            answerable(budget.image(partial(prepare_image, oip.model, data, settings), data), PNG),
             partial(finish_image, mime=PNG, png_level=level),
         )
         for data in elements
@@ -100,13 +119,22 @@ async def _reconstructed(oip: OipModel, elements: list[bytes], settings: Setting
     return Tensor("image", BYTES, (len(images),), images)
 
 
-async def _encoded_latents(oip: OipModel, elements: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
+async def _encoded_latents(
+    oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
+) -> list[Tensor]:
     def latent_and_size(outputs: Feeds, size: Size) -> tuple[np.ndarray, Size]:
         return outputs["latent"][0], size
 
     batcher = oip.model.handler.batcher_for("encode")
-    jobs = [Job(partial(prepare_image, oip.model, data, settings), latent_and_size) for data in elements]
+    jobs = [
+        Job(budget.image(partial(prepare_image, oip.model, data, settings), data), latent_and_size) for data in elements
+    ]
     rows = await run_all([batcher.execute(job, deadline) for job in jobs])
+    if len({latent.shape for latent, _ in rows}) > 1:
+        raise InvalidInputError(
+            f"{oip.name}: the images of one encode request must share their padded size (their latents form one "
+            "tensor); send differently sized images in separate requests"
+        )
     latents = np.stack([latent for latent, _ in rows]).astype(np.float32, copy=False)
     sizes = np.asarray([size for _, size in rows], np.int64)
     return [Tensor("latent", "FP32", latents.shape, latents), Tensor("image_size", "INT64", sizes.shape, sizes)]
@@ -120,7 +148,7 @@ async def _decode_latents(
     check_batch(oip, rows, settings.max_batch_size, "latents")
     # From the declared shape, before the data is used: each latent's image, and all of them together.
     full = check_latent_shape(oip.model, latent.shape[1:], settings)
-    _check_pixels(oip, [full] * rows, settings)
+    PixelBudget(oip, settings).check_all([full] * rows)
     sizes: list[Size | None] = [None] * rows
     if "image_size" in inputs:
         declared = inputs["image_size"].array()
@@ -147,7 +175,7 @@ async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Setting
     def declared_sizes() -> list[Size]:  # checksums and signatures, no entropy decoding
         return [(header.height, header.width) for header, _ in (unpack(s, auth) for s in streams)]
 
-    _check_pixels(oip, await asyncio.to_thread(declared_sizes), settings)
+    PixelBudget(oip, settings).check_all(await asyncio.to_thread(declared_sizes))
     level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("decode")
     jobs = [
         Job(
@@ -160,13 +188,16 @@ async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Setting
     return [Tensor("image", BYTES, (len(images),), images)]
 
 
-async def _codec_images(oip: OipModel, elements: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
+async def _codec_images(
+    oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
+) -> list[Tensor]:
     """A codec's encode (streams and their rates) or reconstruct (through the real stream, scored)."""
     model, handler, level = oip.model, oip.model.handler, settings.png_compress_level
     auth = stream_authentication(settings)
 
     async def encoded(data: bytes) -> EncodedImage:
-        job = Job(partial(prepare_codec_image, model, data, settings), partial(finish_stream, model=model, auth=auth))
+        prepare = budget.image(partial(prepare_codec_image, model, data, settings), data)
+        job = Job(prepare, partial(finish_stream, model=model, auth=auth))
         return await handler.batcher_for("encode").execute(job, deadline)
 
     async def round_trip(data: bytes) -> tuple[EncodedImage, bytes, float]:

@@ -16,10 +16,16 @@ from service.oip.sequence_inference import infer_sequences
 from service.oip.tensors import Tensor
 
 
-async def infer(oip: OipModel, request: InferRequest, settings: Settings, deadline: float) -> list[Tensor]:
-    """Run one inference request; its outputs in the order the request asks for."""
+async def infer(
+    oip: OipModel, request: InferRequest, settings: Settings, deadline: float, small: bool = False
+) -> list[Tensor]:
+    """Run one inference request; its outputs in the order the request asks for.
+
+    `small`: the body was small, so a sequence request's whole work may run on the event loop of an idle
+    process, as a small `/v1` JSON body's does (`service.batching`).
+    """
     if oip.model.manifest.input.kind == "image":
         outputs = await infer_images(oip, request, settings, deadline)
     else:
-        outputs = await infer_sequences(oip, request, settings, deadline)
+        outputs = await infer_sequences(oip, request, settings, deadline, small)
     return selected_outputs(oip, request, outputs)

@@ -70,8 +70,10 @@ def _padded_series(outputs: Feeds, context: SequenceContext) -> np.ndarray:
     return series
 
 
-async def infer_sequences(oip: OipModel, request: InferRequest, settings: Settings, deadline: float) -> list[Tensor]:
-    """One request to a sequence model's operation."""
+async def infer_sequences(
+    oip: OipModel, request: InferRequest, settings: Settings, deadline: float, small: bool = False
+) -> list[Tensor]:
+    """One request to a sequence model's operation (`small`: encode and reconstruct may run inline)."""
     inputs = checked_inputs(oip, request)
     operation, handler = oip.operation, oip.model.handler
     check_parameters(oip, request, frozenset({"threshold"}) if operation == "reconstruct" else frozenset())
@@ -107,7 +109,8 @@ async def infer_sequences(oip: OipModel, request: InferRequest, settings: Settin
             answer.append(Tensor("anomaly", "BOOL", (rows,), np.asarray(extra["anomaly"], np.bool_)))
         return answer
 
-    return await handler.batcher_for(operation).execute(Job(prepare, finish), deadline)
+    # Not for decode (as on `/v1`): a small body there can ask for many steps per series.
+    return await handler.batcher_for(operation).execute(Job(prepare, finish, small), deadline)
 
 
 async def _decoded(oip: OipModel, inputs: dict[str, Tensor], settings: Settings, deadline: float) -> list[Tensor]:

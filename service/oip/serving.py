@@ -26,5 +26,6 @@ async def run_inference(
     admitting = handler.batcher_for(handler.admitting_operation(oip.operation))
     async with admitting.admit():
         deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
-        request = parse() if size <= settings.loop_inline_max_bytes else await asyncio.to_thread(parse)
-        return request, await infer(oip, request, settings, deadline)
+        small = size <= settings.loop_inline_max_bytes
+        request = parse() if small else await asyncio.to_thread(parse)
+        return request, await infer(oip, request, settings, deadline, small)
