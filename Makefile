@@ -32,8 +32,10 @@ lint: $(DEV_VENV)/.installed
 typecheck: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/mypy
 
+# PYTEST_ARGS narrows the run, e.g. the fresh-clone check's  PYTEST_ARGS='-m "not distributed"'.
+PYTEST_ARGS ?=
 pytest: $(DEV_VENV)/.installed
-	$(DEV_VENV)/bin/python -m pytest -q
+	$(DEV_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -48,6 +48,20 @@ EXEMPT = {
     "python -m bench.load --only 64x64 --concurrency 32 --service-env AE_WORKERS=1 --out /tmp/sweep": "needs wrk",
     "python -m bench.overload": "over the CI budget: ~18 s even at --seconds 2 (overload, then waits for recovery)",
     "python -m bench.codec_timing": "over the CI budget: ~16 s even at --repeats 1 (every codec level, 768x512)",
+    # "When one machine is not enough": servers that run until stopped, and engines this machine lacks;
+    # each is exercised by its own test instead.
+    "AE_MODEL_CONTROL=poll AE_POLL_INTERVAL_S=10 ae-serve --repository models": "a server; test_model_control",
+    "AE_MODEL_CONTROL=explicit AE_ADMIN_KEYS=admin-secret ae-serve --repository models": "a server; test_model_control",
+    "curl -s -X POST -H 'Authorization: Bearer admin-secret' "
+    "localhost:8000/v2/repository/models/image-denoise/load": "needs the explicit-mode server above; "
+    "test_model_control and test_model_control_grpc load and unload against ae-serve",
+    "serve run service.deploy.ray_serve:build repository=models replicas=2 num_cpus=1": "runs until stopped; "
+    "test_ray_serve (marker ray, its own CI stage) deploys the same builder",
+    "kubectl apply -f deploy/kserve/servingruntime.yaml -f deploy/kserve/inferenceservice-image-denoise.yaml": "a "
+    "Kubernetes cluster with KServe; test_kserve_manifests validates the files",
+    "torchrun --standalone --nproc_per_node 2 -m training.cli fit configs/image-denoise.toml --run-dir runs/ddp": (
+        "a full training run; test_distributed runs the same under torchrun for a few steps"
+    ),
 }
 
 # Budgets appended to long commands (the CLI's own overrides; later `--set`s win).
