@@ -76,6 +76,8 @@ def selected_outputs(oip: OipModel, request: InferRequest, outputs: list[Tensor]
 
 async def run_all(coroutines: list[Coroutine[Any, Any, T]]) -> list[T]:
     """Run the rows' coroutines together; the first failure cancels the rest and is raised as itself."""
+    if len(coroutines) == 1:  # the common request of one row: no task group to set up
+        return [await coroutines[0]]
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(c) for c in coroutines]

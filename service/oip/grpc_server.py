@@ -213,8 +213,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def unload() -> Any:
             control = self.app.state.model_control
             control.check_admin(_authorization(context))
-            if request.parameters:
-                raise _unsupported_parameters(request.parameters)
+            # tritonclient always sends `unload_dependents`; there are no dependent models here to unload.
+            if unknown := set(request.parameters) - {"unload_dependents"}:
+                raise _unsupported_parameters(unknown)
             await control.unload(request.model_name)
             return pb.RepositoryModelUnloadResponse()
 
@@ -222,6 +223,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 def _unsupported_parameters(parameters: Any) -> ServiceError:
+    """400 naming the parameters a load or unload does not take."""
     return InvalidInputError(f"load and unload take no parameters here; got {', '.join(sorted(parameters))}")
 
 

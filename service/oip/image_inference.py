@@ -53,8 +53,9 @@ class PixelBudget:
     row decodes once the request is over; rows prepare in worker threads, hence the lock.
     """
 
-    def __init__(self, oip: OipModel, settings: Settings) -> None:
+    def __init__(self, oip: OipModel, settings: Settings, rows: int) -> None:
         self.oip = oip
+        self.rows = rows
         self.limit = self.left = settings.max_image_pixels
         self.multiple = image_spec(oip.model).stride_multiple
         self._lock = threading.Lock()
@@ -76,7 +77,12 @@ class PixelBudget:
             self.take(size)
 
     def image(self, prepare: Callable[[], Prepared[C]], data: bytes) -> Callable[[], Prepared[C]]:
-        """`prepare` of an encoded image, after its share is taken (its size read from the header alone)."""
+        """`prepare` of an encoded image, after its share is taken (its size read from the header alone).
+
+        A lone image needs no share: its own decode checks it against the same limit, from its header.
+        """
+        if self.rows == 1:
+            return prepare
 
         def budgeted() -> Prepared[C]:
             self.take(image_size(data))
@@ -96,7 +102,7 @@ async def infer_images(oip: OipModel, request: InferRequest, settings: Settings,
         return await _decode_latents(oip, inputs, settings, deadline)
     elements = inputs["image"].elements()
     check_batch(oip, len(elements), settings.max_batch_size, "images")
-    budget = PixelBudget(oip, settings)
+    budget = PixelBudget(oip, settings, len(elements))
     if model.tables is not None:
         return await _codec_images(oip, elements, budget, settings, deadline)
     if operation == "reconstruct":
@@ -148,7 +154,7 @@ async def _decode_latents(
     check_batch(oip, rows, settings.max_batch_size, "latents")
     # From the declared shape, before the data is used: each latent's image, and all of them together.
     full = check_latent_shape(oip.model, latent.shape[1:], settings)
-    PixelBudget(oip, settings).check_all([full] * rows)
+    PixelBudget(oip, settings, rows).check_all([full] * rows)
     sizes: list[Size | None] = [None] * rows
     if "image_size" in inputs:
         declared = inputs["image_size"].array()
@@ -175,7 +181,8 @@ async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Setting
     def declared_sizes() -> list[Size]:  # checksums and signatures, no entropy decoding
         return [(header.height, header.width) for header, _ in (unpack(s, auth) for s in streams)]
 
-    PixelBudget(oip, settings).check_all(await asyncio.to_thread(declared_sizes))
+    if len(streams) > 1:  # a lone stream's own decode checks its declared size against the same limit
+        PixelBudget(oip, settings, len(streams)).check_all(await asyncio.to_thread(declared_sizes))
     level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("decode")
     jobs = [
         Job(
