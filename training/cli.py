@@ -90,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     embeddings.add_argument("--anomaly-model", default="ecg-anomaly", help=model_help)
     embeddings.add_argument("--no-anomaly", action="store_true", help="skip the anomaly evaluation")
     embeddings.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
+    series = kinds.add_parser(
+        "series",
+        parents=[repository],
+        help="1-NN accuracy of a general embedder on unseen sets (UCR via aeon, its file's held-out part)",
+    )
+    series.add_argument("--model", default="series-embed", help=model_help)
+    series.add_argument(
+        "--held-out-file",
+        type=Path,
+        default=Path("../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt"),
+        help="the labelled series file the model mixed in; its manifest-recorded held-out part is scored",
+    )
+    series.add_argument("--no-multivariate", action="store_true", help="skip BasicMotions (6 channels)")
+    series.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     images = kinds.add_parser(
         "images", parents=[repository], help="PSNR of an image model's reconstructions on held-out photos"
     )
@@ -187,6 +201,10 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
 
         tile = tuple(args.tile) if args.tile else None
         return images.run(args.images, model(args.model), args.out, tile=tile, split=args.split)
+    if args.kind == "series":
+        from training.evaluate import series
+
+        return series.run(model(args.model), args.held_out_file, not args.no_multivariate, args.out)
     from training.evaluate import embeddings
 
     anomaly = None if args.no_anomaly else model(args.anomaly_model)

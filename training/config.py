@@ -92,6 +92,57 @@ class SequenceDataConfig:
 
 
 @dataclass
+class SyntheticDataConfig:
+    """A seeded synthetic corpus (see training/synthetic.py) mixed with the training part of a series file.
+
+    Items are pairs of augmented views of one series (for a contrastive loss). `val_fraction` and
+    `split_seed` hold out part of the file exactly as a `sequence` config does; that part is never
+    trained on nor used to pick checkpoints (it is the evaluation set). Checkpoints are picked on
+    `val_series` further synthetic series and `file_val_fraction` of the file's remaining series.
+    The string under each field is its one-line meaning, printed by `ae-train fit --print-config`.
+    """
+
+    kind: Literal["synthetic"] = "synthetic"
+    """Data kind: a synthetic corpus plus a series file."""
+    path: str = "../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt"
+    """Series file mixed in; relative paths resolve against --data-root."""
+    val_fraction: float = 0.2
+    """Fraction of the file held out (never trained on: the evaluation set)."""
+    split_seed: int = 0
+    """Seed of the permutation that holds that part of the file out."""
+    file_val_fraction: float = 0.1
+    """Fraction of the file's remaining series used for validation (checkpoint choice)."""
+    file_repeats: int = 8
+    """Times each training series of the file appears per pass, beside the synthetic corpus."""
+    series: int = 20000
+    """Synthetic training series (the corpus is generated once, from the seed)."""
+    val_series: int = 1000
+    """Synthetic validation series (generated from another seed)."""
+    corpus_seed: int = 0
+    """Seed of the synthetic corpus; the validation corpus uses corpus_seed + 1."""
+    min_length: int = 16
+    """Shortest synthetic series."""
+    max_length: int = 256
+    """Longest synthetic series (lengths are log-uniform in between)."""
+    crop_min: float = 0.8
+    """Views keep a random window of at least this fraction of the series."""
+    resample: float = 0.25
+    """Views are resampled to a length factor in [1 - resample, 1 + resample] (0: never)."""
+    warp: float = 0.2
+    """Strength of the random time warp of a view (0: none)."""
+    jitter: float = 0.1
+    """Largest standard deviation of the Gaussian noise added to a view (z-normalised units)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1 or not 0 <= self.file_val_fraction < 1:
+            raise ValueError("data.val_fraction must be in (0, 1) and data.file_val_fraction in [0, 1)")
+        if not 2 <= self.min_length <= self.max_length:
+            raise ValueError("data.min_length must be at least 2 and at most data.max_length")
+        if not 0 < self.crop_min <= 1 or not 0 <= self.resample < 1:
+            raise ValueError("data.crop_min must be in (0, 1] and data.resample in [0, 1)")
+
+
+@dataclass
 class OptimConfig:
     """Optimisation, schedule, logging and checkpoint cadence.
 
@@ -145,7 +196,7 @@ class RunConfig:
     """A whole training run."""
 
     model: Any
-    data: ImageDataConfig | SequenceDataConfig
+    data: ImageDataConfig | SequenceDataConfig | SyntheticDataConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,7 +238,10 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ValueError(f"config [model] needs a `family` (one of: {', '.join(families())})")
     model = _build(model_config_class(family), model_raw)
     data_raw = dict(raw.get("data", {}))
-    data_cls = SequenceDataConfig if data_raw.get("kind", model.data_kind) == "sequence" else ImageDataConfig
+    data_classes: dict[str, type[ImageDataConfig | SequenceDataConfig | SyntheticDataConfig]] = {
+        c.kind: c for c in (ImageDataConfig, SequenceDataConfig, SyntheticDataConfig)
+    }
+    data_cls = data_classes.get(data_raw.get("kind", model.data_kind), ImageDataConfig)
     data_raw.setdefault("kind", data_cls.kind)
     data = _build(data_cls, data_raw)
     optim = _build(OptimConfig, dict(raw.get("optim", {})))

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from service.codecs.sequence import normalize
 from service.manifest import DataCounts, DataRecord, FileSplit, SeededSplit, SequenceNormalization, sha256_of
 from service.manifest_upgrade import dataset_name
-from training.config import ImageDataConfig, SequenceDataConfig
+from training.config import ImageDataConfig, SequenceDataConfig, SyntheticDataConfig
 from training.sequence_files import read_sequences
 from training.series_values import SequenceSet, describe
 
@@ -169,9 +169,12 @@ def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     first = items[0]["input"]
     if first.dim() == 3:
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
-    lengths = torch.tensor([len(item["input"]) for item in items], dtype=torch.long)
-    padded = torch.nn.utils.rnn.pad_sequence([item["input"] for item in items], batch_first=True)
-    return {"input": padded, "target": padded, "lengths": lengths}
+    # Pairs of views (the synthetic kind): all first views, then all second views, in one batch.
+    series = [item["input"] for item in items] + [item["positive"] for item in items if "positive" in item]
+    lengths = torch.tensor([len(s) for s in series], dtype=torch.long)
+    padded = torch.nn.utils.rnn.pad_sequence(series, batch_first=True)
+    batch = {"input": padded, "target": padded, "lengths": lengths}
+    return batch | ({"pairs": torch.tensor(len(items))} if len(series) > len(items) else {})
 
 
 def _image_record(path: Path, config: ImageDataConfig, train: int, val: int) -> DataRecord:
@@ -200,7 +203,7 @@ def print_to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _data_path(config: ImageDataConfig | SequenceDataConfig, root: Path) -> Path:
+def _data_path(config: ImageDataConfig | SequenceDataConfig | SyntheticDataConfig, root: Path) -> Path:
     return (root / config.path) if not Path(config.path).is_absolute() else Path(config.path)
 
 
@@ -217,7 +220,7 @@ def read_configured_sequences(config: SequenceDataConfig, path: Path) -> tuple[S
 
 
 def build_datasets(
-    config: ImageDataConfig | SequenceDataConfig,
+    config: ImageDataConfig | SequenceDataConfig | SyntheticDataConfig,
     root: Path,
     seed: int,
     report: Callable[[str], None] = print_to_stderr,
@@ -229,6 +232,10 @@ def build_datasets(
     `report` gets one line saying what was read (counts, lengths, anything dropped or filled).
     """
     path = _data_path(config, root)
+    if isinstance(config, SyntheticDataConfig):
+        from training.corpus import build_synthetic_datasets
+
+        return build_synthetic_datasets(config, path, seed, report)
     if isinstance(config, ImageDataConfig):
         train_files, val_files = split_files(image_files(path), config.val_every)
         count = len(train_files) + len(val_files)

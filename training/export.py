@@ -149,7 +149,7 @@ def _input_and_latent(
 
 def default_task(config_dict: dict[str, Any]) -> str:
     """`denoise` for images trained with input noise, `reconstruct` for other images, `embed` for series."""
-    if config_dict["model"]["family"] == "recurrent":
+    if config_dict["model"]["family"] in ("recurrent", "contrastive-recurrent"):
         return "embed"
     if config_dict["model"]["family"] == "codec":
         return "compress"

@@ -114,7 +114,7 @@ def _save_samples(model: nn.Module, dataset: Dataset[dict[str, Tensor]], device:
         x_hat = run_model(model, batch)["x_hat"].float().cpu().numpy()
     model.train()
     if "lengths" in batch:
-        lengths = batch["lengths"].tolist()
+        lengths = batch["lengths"].tolist()[: len(items)]  # pairs of views: the first views
         series = [item["input"].numpy() for item in items]
         plot_sequence_samples(series, [x_hat[i, :n] for i, n in enumerate(lengths)], out)
     else:

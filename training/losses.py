@@ -25,6 +25,35 @@ def sequence_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[
     return {"loss": mse, "mse": mse.detach()}
 
 
+def info_nce(latents: Tensor, pairs: int, temperature: float) -> tuple[Tensor, Tensor]:
+    """(InfoNCE loss, top-1 pair accuracy) of unit-length latents: rows i and i + pairs are positives.
+
+    Every other row of the batch is a negative (NT-Xent, as in SimCLR).
+    """
+    z = latents.float()
+    similarity = z @ z.T / temperature
+    similarity = similarity.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+    index = torch.arange(len(z), device=z.device)
+    partner = (index + pairs) % (2 * pairs)
+    loss = torch.nn.functional.cross_entropy(similarity, partner)
+    accuracy = (similarity.argmax(1) == partner).float().mean()
+    return loss, accuracy.detach()
+
+
+def contrastive_sequence_loss(temperature: float, weight: float) -> LossFn:
+    """Masked MSE + weight x InfoNCE over the pairs of views a batch carries (MSE alone without pairs)."""
+
+    def loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        parts = sequence_loss(outputs, batch)
+        if "pairs" not in batch:
+            return parts
+        nce, accuracy = info_nce(outputs["latent"], int(batch["pairs"]), temperature)
+        total = parts["loss"] + weight * nce
+        return {"loss": total, "mse": parts["mse"], "info_nce": nce.detach(), "pair_accuracy": accuracy}
+
+    return loss
+
+
 def rate_distortion_loss(lmbda: float) -> LossFn:
     """Bpp + lambda * 255^2 * MSE (the convention of CompressAI's published models), with its parts."""
 
@@ -38,6 +67,9 @@ def rate_distortion_loss(lmbda: float) -> LossFn:
 
 def loss_for(model_config: object) -> LossFn:
     """The loss function of a model config: rate-distortion for codecs, else by data kind."""
+    if getattr(model_config, "family", None) == "contrastive-recurrent":
+        weight = float(model_config.contrastive_weight)  # type: ignore[attr-defined]
+        return contrastive_sequence_loss(float(model_config.temperature), weight)  # type: ignore[attr-defined]
     if getattr(model_config, "family", None) == "codec":
         return rate_distortion_loss(float(model_config.lmbda))  # type: ignore[attr-defined]
     return image_loss if getattr(model_config, "data_kind", "image") == "image" else sequence_loss
