@@ -69,6 +69,10 @@ class Settings(BaseSettings):
 
     # Access: bearer API keys (none configured = open). Health and metrics stay open unless these are set.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated in env")
+    # Browsers on these origins (scheme://host[:port], comma-separated in env) may call the API from their
+    # pages (CORS). None (the default): no CORS headers at all, so only same-origin pages such as /ui can
+    # read answers. "*" allows any origin; the API keys still apply (a page must send one when configured).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated in env")
     auth_health: bool = False
     auth_metrics: bool = False
     # Per API key, per worker process: a token bucket refilled at rate_limit_per_s, holding at most
@@ -162,6 +166,17 @@ class Settings(BaseSettings):
                     "or leave it empty (or unset) to run without keys"
                 )
             return keys
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # As AE_API_KEYS: empty is "none"; an origin carries no path, so a trailing slash is dropped.
+        if isinstance(value, str):
+            origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+            if value.strip() and not origins:
+                raise ValueError(f"AE_CORS_ORIGINS={value!r} holds no origin: list origins separated by commas")
+            return origins
         return value
 
     @field_validator("admin_keys", mode="before")

@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Gauge
 
 from service.api.auth import require_access, require_api_key_for_health, require_api_key_for_metrics
 from service.api.docs import add_docs_routes
 from service.api.rate_limit import rate_limiter_for
-from service.api.routes import health, metrics, models, repository
+from service.api.routes import health, metrics, models, repository, ui
 from service.api.routes.inference import add_inference_routes
 from service.api.routes.oip import add_oip_routes
 from service.batching import ProcessLoad
@@ -203,6 +204,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = service_metrics
     app.state.rate_limiter = rate_limiter_for(state.settings)
     install_error_handlers(app)
+    if state.settings.cors_origins:  # AE_CORS_ORIGINS; inside the request context, so preflights are logged
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=state.settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "X-Request-Id",
+                "X-Image-Height",
+                "X-Image-Width",
+            ],
+            expose_headers=[
+                "X-Bits-Per-Pixel",
+                "X-PSNR",
+                "X-Image-Height",
+                "X-Image-Width",
+                "X-Request-Id",
+                "Retry-After",
+            ],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, state=state, metrics=service_metrics)
     app.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
     app.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])
@@ -212,6 +236,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_inference_routes(app)
     add_oip_routes(app)  # the Open Inference Protocol (`/v2`) beside `/v1`
     add_docs_routes(app)
+    app.include_router(ui.router)  # `/ui`: the web playground (public; its API calls carry the key)
     return app
 
 

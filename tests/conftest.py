@@ -77,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "full_data: needs the full data sets under AE_DATASETS (skipped without them)")
     config.addinivalue_line("markers", "ray: starts a local Ray cluster (skipped without ray[serve]); CI runs it alone")
     config.addinivalue_line("markers", "distributed: starts 2 CPU training processes under torchrun (gloo)")
+    config.addinivalue_line("markers", "browser: drives the /ui page in Chromium via Playwright (skipped without them)")
     config.addinivalue_line("markers", "kserve: checks deploy/kserve against the KServe SDK (in .venv-kserve)")
 
 

@@ -1,0 +1,117 @@
+// The codec ladder (image-codec-q1 .. -q5): every level's decoded image, its size, bpp and PSNR,
+// beside JPEG and WebP encoded by this browser at the sizes closest to each level's.
+
+import { postImage } from "./api.js";
+import { decodeImage, encode, psnr } from "./pixels.js";
+import { color, lineChart } from "./plot.js";
+
+const QUALITIES = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+const FORMATS = [
+  { name: "JPEG", type: "image/jpeg" },
+  { name: "WebP", type: "image/webp" },
+];
+
+// Models of task `compress` grouped by name without the `-qN` suffix, each group sorted by N.
+export function ladders(models) {
+  const groups = new Map();
+  for (const model of models.filter((m) => m.task === "compress")) {
+    const match = /^(.*)-q(\d+)$/.exec(model.name);
+    const key = match ? match[1] : model.name;
+    const level = match ? Number(match[2]) : 0;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push({ name: model.name, level });
+  }
+  for (const group of groups.values()) group.sort((a, b) => a.level - b.level);
+  return groups;
+}
+
+export const ladderKey = (name) => name.replace(/-q\d+$/, "");
+
+// One level through `reconstruct`: the decoded pixels, its bytes (from the service's bpp, counted on
+// the real stream, header included) and PSNR both as the service and as the page compute it.
+export async function runLevel(model, file, original) {
+  const answer = await postImage(model, "reconstruct", file);
+  const image = await decodeImage(answer.blob);
+  const pixels = original.width * original.height;
+  return {
+    model,
+    image,
+    bpp: answer.bitsPerPixel,
+    bytes: Math.round((answer.bitsPerPixel * pixels) / 8),
+    psnr: psnr(original, image),
+    serverPsnr: answer.psnr,
+  };
+}
+
+// JPEG and WebP over QUALITIES: [{name, points: [{quality, bytes, bpp, psnr}]}], formats this
+// browser cannot encode left out.
+export async function browserCodecs(original) {
+  const pixels = original.width * original.height;
+  const out = [];
+  for (const format of FORMATS) {
+    const points = [];
+    try {
+      for (const quality of QUALITIES) {
+        const blob = await encode(original, format.type, quality);
+        const decoded = await decodeImage(blob);
+        points.push({ quality, bytes: blob.size, bpp: (blob.size * 8) / pixels, psnr: psnr(original, decoded) });
+      }
+    } catch {
+      continue; // e.g. WebP in a browser without a WebP encoder
+    }
+    out.push({ name: format.name, points });
+  }
+  return out;
+}
+
+const closest = (points, bytes) =>
+  points.reduce((best, p) => (Math.abs(p.bytes - bytes) < Math.abs(best.bytes - bytes) ? p : best));
+
+const fmt = (value, digits) => (Number.isFinite(value) ? value.toFixed(digits) : "inf");
+
+// The table (one row per level) and the PSNR-against-bpp chart; `current` is highlighted.
+export function renderReport(levels, others, current) {
+  const body = document.querySelector("#codec-table tbody");
+  body.replaceChildren(
+    ...levels.map((level) => {
+      const row = document.createElement("tr");
+      if (level.model === current) row.className = "current";
+      const cells = [
+        level.model,
+        String(level.bytes),
+        level.bpp.toFixed(3),
+        `${fmt(level.psnr, 2)} (${fmt(level.serverPsnr, 2)})`,
+        ...FORMATS.map((format) => {
+          const other = others.find((o) => o.name === format.name);
+          if (!other) return "not available";
+          const p = closest(other.points, level.bytes);
+          return `q${Math.round(p.quality * 100)}: ${p.bytes} B, ${fmt(p.psnr, 2)} dB`;
+        }),
+      ];
+      row.replaceChildren(
+        ...cells.map((text) => {
+          const cell = document.createElement("td");
+          cell.textContent = text;
+          return cell;
+        }),
+      );
+      return row;
+    }),
+  );
+  const chosen = levels.find((level) => level.model === current);
+  const series = [
+    {
+      name: "autoencoder",
+      color: color(0),
+      markers: true,
+      width: 2,
+      points: levels.map((l) => [l.bpp, l.psnr]),
+      highlight: chosen ? [chosen.bpp, chosen.psnr] : null,
+    },
+    ...others.map((o, i) => ({ name: o.name, color: color(i + 1), markers: true, points: o.points.map((p) => [p.bpp, p.psnr]) })),
+  ];
+  // The x axis spans the ladder's range (and a little more), not JPEG's top qualities.
+  const maxBpp = Math.max(...levels.map((l) => l.bpp)) * 1.6;
+  for (const s of series) s.points = s.points.filter(([x, y]) => x <= maxBpp && Number.isFinite(y));
+  lineChart(document.getElementById("rd-chart"), series, { xLabel: "bits per pixel", yLabel: "PSNR (dB)" });
+}
