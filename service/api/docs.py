@@ -24,7 +24,12 @@ ASSETS = "/docs/assets"
 BEARER = "bearer"
 # The routes that need a key whenever AE_API_KEYS is set; health and metrics only with AE_AUTH_HEALTH
 # and AE_AUTH_METRICS, so for them the key is optional in the document.
-_ALWAYS_PROTECTED = "/v1/"
+_ALWAYS_PROTECTED = ("/v1/", "/v2/models", "/v2/repository")
+
+
+def _always_protected(path: str) -> bool:
+    """Whether a route needs a key whenever AE_API_KEYS is set (`/v2` itself is the server metadata)."""
+    return path == "/v2" or path.startswith(_ALWAYS_PROTECTED)
 
 
 def _with_security_and_examples(schema: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +44,7 @@ def _with_security_and_examples(schema: dict[str, Any]) -> dict[str, Any]:
     }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
-            required = path.startswith(_ALWAYS_PROTECTED)
+            required = _always_protected(path)
             # `{}` in the list: the operation may also be called without a key.
             operation["security"] = [{BEARER: []}] if required else [{}, {BEARER: []}]
             examples = OPERATION_EXAMPLES.get((method.upper(), path))

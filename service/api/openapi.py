@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.api.oip_openapi import OIP_EXAMPLES
 from service.schemas import (
     DecodedSequencesResponse,
     DecodeSequencesRequest,
@@ -323,3 +324,5 @@ OPERATION_EXAMPLES: dict[tuple[str, str], dict[int, tuple[str, Any]]] = {
         )
     },
 }
+
+OPERATION_EXAMPLES.update(OIP_EXAMPLES)

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from service.api.auth import check_access, require_access, require_api_key_for_health
 from service.api.bodies import read_body
 from service.api.deps import ready_repository
+from service.api.oip_openapi import INFER_DOC, OIP_ERRORS
 from service.api.routes.inference import InferenceRoute
 from service.kinds.base import cancelled_on_disconnect
 from service.oip.models import OipModel, resolve
@@ -31,8 +32,10 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 # Outputs above this many bytes are serialized in a worker thread, not on the event loop.
 _INLINE_ANSWER_BYTES = 64 * 1024
 
-health = APIRouter(prefix="/v2/health", tags=["oip"], dependencies=[Depends(require_api_key_for_health)])
-metadata = APIRouter(prefix="/v2", tags=["oip"], dependencies=[Depends(require_access)])
+health = APIRouter(
+    prefix="/v2/health", tags=["oip"], dependencies=[Depends(require_api_key_for_health)], responses=OIP_ERRORS
+)
+metadata = APIRouter(prefix="/v2", tags=["oip"], dependencies=[Depends(require_access)], responses=OIP_ERRORS)
 
 
 @health.get("/live", summary="OIP: the server is live")
@@ -41,7 +44,11 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@health.get("/ready", summary="OIP: the server is ready")
+@health.get(
+    "/ready",
+    summary="OIP: the server is ready",
+    responses={503: {"description": "not ready", "content": {"application/json": {"example": {"ready": False}}}}},
+)
 async def ready(request: Request) -> JSONResponse:
     """200 `{"ready": true}` when `/health/ready` would answer 200; 503 `{"ready": false}` otherwise."""
     state: ServiceState = request.app.state.service
@@ -120,4 +127,5 @@ def add_oip_routes(app: FastAPI) -> None:
             operation_id="oip_infer_version" if "{version}" in path else "oip_infer",
             response_class=Response,
             route_class_override=InferenceRoute,
+            **INFER_DOC,
         )

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from service.api.oip_openapi import OIP_ERRORS
 from service.errors import DecodingError
 from service.model_control import ModelControl
 from service.model_control_errors import UnsupportedParameterError
 
-router = APIRouter(prefix="/v2/repository", tags=["model repository"])
+router = APIRouter(prefix="/v2/repository", tags=["model repository"], responses=OIP_ERRORS)
 
 # Triton's unload parameter; a model here has no dependents, so it changes nothing.
 _UNLOAD_PARAMETERS = {"unload_dependents"}
