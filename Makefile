@@ -26,8 +26,8 @@ run: $(SERVE_VENV)/.installed
 	$(SERVE_VENV)/bin/ae-serve --repository models --host $(HOST) --port $(PORT)
 
 lint: $(DEV_VENV)/.installed
-	$(DEV_VENV)/bin/ruff check training service tests bench
-	$(DEV_VENV)/bin/ruff format --check training service tests bench
+	$(DEV_VENV)/bin/ruff check training service tests bench client
+	$(DEV_VENV)/bin/ruff format --check training service tests bench client
 
 typecheck: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/mypy
