@@ -52,6 +52,13 @@ class LoadFailureInfo(BaseModel):
     reason: str
 
 
+class AnomalyInfo(BaseModel):
+    """A sequence model's calibrated anomaly threshold: the `quantile` of held-out normal series' errors."""
+
+    threshold: float
+    quantile: float
+
+
 class ModelVersionInfo(BaseModel):
     """One servable version."""
 
@@ -64,6 +71,9 @@ class ModelVersionInfo(BaseModel):
     providers: list[str] = Field(description="ONNX Runtime providers actually in use")
     parity_max_abs_diff: float
     training: dict[str, Any]
+    anomaly: AnomalyInfo | None = Field(
+        default=None, description="the calibrated threshold `reconstruct` flags anomalies by; null: none"
+    )
 
 
 class ModelInfo(BaseModel):

@@ -83,6 +83,10 @@ def test_calibrated_answers_metrics_and_caller_thresholds(calibrated, tmp_path):
     repository, errors, threshold = calibrated
     ranks = {e: 100.0 * (i + 1) / len(errors) for i, e in enumerate(sorted(errors))}
     with running_server(repository, AE_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)) as (_, base):
+        # The listing says which threshold flags anomalies (what the /ui page draws the score against).
+        status, text = http_get(f"{base}/v1/models/tiny-seq")
+        version = next(v for v in json.loads(text)["versions"] if v["version"] == 2)
+        assert version["anomaly"] == {"threshold": pytest.approx(threshold), "quantile": 0.5}
         status, body = _post(base, {"sequences": SERIES})
         assert status == HTTPStatus.OK and body["version"] == 2
         assert body["errors"] == pytest.approx(errors, rel=1e-5)

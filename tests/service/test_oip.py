@@ -33,7 +33,8 @@ class Server:
     def __init__(self, base: str, grpc_port: int) -> None:
         self.base = base
         self.http = triton_http.InferenceServerClient(base.removeprefix("http://"))
-        self.grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        self.grpc_url = f"127.0.0.1:{grpc_port}"
+        self.grpc = triton_grpc.InferenceServerClient(self.grpc_url)
 
     def v1(self, path: str, body: bytes, content_type: str, accept: str = "*/*") -> tuple[bytes, dict[str, str]]:
         request = urllib.request.Request(
@@ -222,3 +223,16 @@ def test_png_answers_are_images(server: Server) -> None:
     # The answer's elements are whole PNG files a browser or Pillow opens.
     answer = server.grpc.infer("tiny-denoise.reconstruct", [_input(triton_grpc, "image", _images((20, 30)), "BYTES")])
     assert Image.open(io.BytesIO(answer.as_numpy("image")[0])).format == "PNG"
+
+
+def test_two_workers_share_the_grpc_port(tiny_models: Path) -> None:
+    # Each worker binds AE_GRPC_PORT with SO_REUSEPORT: both start (a worker that cannot bind stops
+    # ae-serve), and every new connection is answered by one of them.
+    for server in _server(tiny_models, AE_WORKERS="2"):
+        series = np.zeros((1, 16, 1), np.float32)
+        for _ in range(8):  # a fresh channel each time: the kernel picks a worker per connection
+            client = triton_grpc.InferenceServerClient(server.grpc_url)
+            assert client.infer("tiny-seq.encode", [_input(triton_grpc, "sequences", series, "FP32")]).as_numpy(
+                "embeddings"
+            ).shape == (1, 6)
+            client.close()

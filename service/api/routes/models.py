@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import RepositoryDep
+from service.manifest import AnomalyCalibration
 from service.repository import LoadedModel, ModelRepository
-from service.schemas import ErrorResponse, LoadFailureInfo, ModelInfo, ModelsResponse, ModelVersionInfo
+from service.schemas import AnomalyInfo, ErrorResponse, LoadFailureInfo, ModelInfo, ModelsResponse, ModelVersionInfo
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -29,7 +30,14 @@ def _version_info(model: LoadedModel) -> ModelVersionInfo:
             "device": m.training.device,
             "final_validation": m.training.final_validation,
         },
+        anomaly=_anomaly_info(m.anomaly),
     )
+
+
+def _anomaly_info(calibration: AnomalyCalibration | None) -> AnomalyInfo | None:
+    if calibration is None:
+        return None
+    return AnomalyInfo(threshold=calibration.threshold, quantile=calibration.quantile)
 
 
 def _model_info(name: str, repository: ModelRepository) -> ModelInfo:
