@@ -67,6 +67,10 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ranks.rank, world_size=ranks.world_size)
     try:
         yield
+        # Every rank waits for the others' runs to end (rank 0 still validates and writes the summary)
+        # before any tears the group down: a rank leaving while its peer still holds the connection
+        # aborted in gloo's teardown ("terminate called without an active exception") under load.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -29,9 +29,14 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module.
+
+    Not per session: Playwright's sync API keeps its event loop running in the main thread until it
+    exits, and every later test calling `asyncio.run` would fail with "cannot be called from a running
+    event loop".
+    """
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     executable = chromium_path()
     if executable is None:
