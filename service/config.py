@@ -14,6 +14,20 @@ from service.memory_budget import available_memory, derived_max_image_pixels
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
 
+def _comma_separated(value: Any, mistake: str) -> Any:
+    """A comma-separated env value as a list; `mistake` raised for one that holds no item.
+
+    Empty or blank is "none" (compose's `${AE_API_KEYS:-}`); anything else that holds no item (" , ", a
+    stray comma from a template) is a mistake that would, for keys, leave the API open unnoticed.
+    """
+    if not isinstance(value, str):
+        return value
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if value.strip() and not items:
+        raise ValueError(mistake)
+    return items
+
+
 class Settings(BaseSettings):
     """Every knob of the service; see the README's settings table for what each one does."""
 
@@ -156,39 +170,26 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         # AE_API_KEYS="key-one,key-two": a comma-separated list reads better in an env file than JSON.
-        if isinstance(value, str):
-            keys = [key.strip() for key in value.split(",") if key.strip()]
-            # Empty or blank is "no keys" (compose's `${AE_API_KEYS:-}`); anything else that holds no key
-            # (" , ", a stray comma from a template) is a mistake that would leave the API open unnoticed.
-            if value.strip() and not keys:
-                raise ValueError(
-                    f"AE_API_KEYS={value!r} holds no key: list keys separated by commas, "
-                    "or leave it empty (or unset) to run without keys"
-                )
-            return keys
-        return value
+        return _comma_separated(
+            value,
+            f"AE_API_KEYS={value!r} holds no key: list keys separated by commas, "
+            "or leave it empty (or unset) to run without keys",
+        )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        # As AE_API_KEYS: empty is "none"; an origin carries no path, so a trailing slash is dropped.
-        if isinstance(value, str):
-            origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
-            if value.strip() and not origins:
-                raise ValueError(f"AE_CORS_ORIGINS={value!r} holds no origin: list origins separated by commas")
-            return origins
-        return value
+        # As AE_API_KEYS; an origin carries no path, so a trailing slash is dropped.
+        origins = _comma_separated(
+            value, f"AE_CORS_ORIGINS={value!r} holds no origin: list origins separated by commas"
+        )
+        return [origin.rstrip("/") for origin in origins] if isinstance(value, str) else origins
 
     @field_validator("admin_keys", mode="before")
     @classmethod
     def _split_admin_keys(cls, value: Any) -> Any:
         # As AE_API_KEYS, but a mistake never echoes the value: these keys control what is served.
-        if isinstance(value, str):
-            keys = [key.strip() for key in value.split(",") if key.strip()]
-            if value.strip() and not keys:
-                raise ValueError("AE_ADMIN_KEYS holds no key: list keys separated by commas, or leave it empty")
-            return keys
-        return value
+        return _comma_separated(value, "AE_ADMIN_KEYS holds no key: list keys separated by commas, or leave it empty")
 
     @model_validator(mode="after")
     def _admin_keys_apart(self) -> Settings:
