@@ -4,7 +4,8 @@ Dataflow:
 
     x (B,T,F), lengths (B,) -> zero the padding -> conv k7 -> GELU -> conv k5 stride 2 -> GELU
         -> conv k5 -> GELU (padding re-zeroed after each) -> RNN over ceil(T/2) steps
-        -> [state at the last valid step, masked mean, masked max] -> MLP -> L2-normalise -> latent (B,L)
+        -> [state at the last valid step, masked mean, masked max, means over K equal fractions of the
+            series (`segments`)] -> MLP -> L2-normalise -> latent (B,L)
     latent (B,L), lengths -> the `recurrent` family's decoder -> x_hat (B,max(lengths),F)
 
 Trained on pairs of augmented views of a series (see training/corpus.py) with InfoNCE on the latents
@@ -54,11 +55,13 @@ class ContrastiveRecurrentConfig(RecurrentConfig):
     """InfoNCE temperature on the cosine similarity of latents."""
     contrastive_weight: float = 1.0
     """Weight of the InfoNCE loss (the reconstruction MSE has weight 1)."""
+    segments: int = 0
+    """Equal fractions of a series whose RNN outputs are also averaged apart (where things happen); 0: none."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.conv_channels < 1 or self.temperature <= 0 or self.contrastive_weight < 0:
-            raise ValueError("conv_channels and temperature must be positive, contrastive_weight non-negative")
+        if self.conv_channels < 1 or self.temperature <= 0 or self.contrastive_weight < 0 or self.segments < 0:
+            raise ValueError("conv_channels, temperature must be positive; contrastive_weight, segments non-negative")
 
 
 def _steps_mask(reference: Tensor, lengths: Tensor) -> Tensor:
@@ -83,7 +86,7 @@ class ContrastiveRecurrentAutoencoder(RecurrentAutoencoder):
         hidden = config.hidden_size
         # Pooled features -> latent: an MLP where the recurrent family has one linear layer.
         self.to_latent = nn.Sequential(  # type: ignore[assignment]
-            nn.Linear(3 * hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, config.latent_size)
+            nn.Linear((3 + config.segments) * hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, config.latent_size)
         )
 
     def _front_end(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -105,4 +108,21 @@ class ContrastiveRecurrentAutoencoder(RecurrentAutoencoder):
         last = outputs.gather(1, last_index).squeeze(1)
         mean = (outputs * mask).sum(1) / short.view(-1, 1).to(outputs.dtype)
         peak = (outputs - (1.0 - mask) * _NEGATIVE).amax(1)
-        return functional.normalize(self.to_latent(torch.cat([last, mean, peak], dim=-1)), dim=-1)
+        pooled = [last, mean, peak]
+        if self.config.segments:
+            pooled.append(self._segment_means(outputs, mask, short))
+        return functional.normalize(self.to_latent(torch.cat(pooled, dim=-1)), dim=-1)
+
+    def _segment_means(self, outputs: Tensor, mask: Tensor, short: Tensor) -> Tensor:
+        """(B, K * H): means of the outputs over K equal fractions of each series' own valid steps.
+
+        A learned PAA: step t of a series of n steps falls in segment floor(t * K / n), whatever n is.
+        """
+        k = self.config.segments
+        steps = mask.cumsum(1) - 1.0  # (B, T', 1): 0, 1, ... over valid steps
+        segment = torch.floor(steps * k / short.view(-1, 1, 1).to(outputs.dtype)).clamp(max=k - 1)
+        ids = torch.arange(k, dtype=outputs.dtype, device=outputs.device).view(1, 1, -1)
+        weights = (segment == ids).to(outputs.dtype) * mask  # (B, T', K)
+        sums = weights.transpose(1, 2) @ outputs  # (B, K, H)
+        means = sums / weights.sum(1).clamp(min=1.0).unsqueeze(-1)
+        return means.flatten(1)
