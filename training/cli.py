@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the labelled series file the model mixed in; its manifest-recorded held-out part is scored",
     )
     series.add_argument("--no-multivariate", action="store_true", help="skip BasicMotions (6 channels)")
+    series.add_argument(
+        "--design-run",
+        type=Path,
+        default=None,
+        help="instead: leave-one-out 1-NN on the TRAIN splits only, of this run's best checkpoint (for design choices)",
+    )
     series.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
     images = kinds.add_parser(
         "images", parents=[repository], help="PSNR of an image model's reconstructions on held-out photos"
@@ -204,6 +210,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     if args.kind == "series":
         from training.evaluate import series
 
+        if args.design_run is not None:
+            return series.design_scores(args.design_run)
         return series.run(model(args.model), args.held_out_file, not args.no_multivariate, args.out)
     from training.evaluate import embeddings
 

@@ -180,3 +180,30 @@ def run(model_dir: Path, held_out_file: Path, multivariate: bool = True, out: Pa
     (out / "series.csv").write_text("\n".join(rows) + "\n")
     _plot(sets, out / "series.png")
     return report
+
+
+def design_scores(run_dir: Path) -> dict[str, Any]:
+    """Leave-one-out 1-NN on the TRAIN splits only, of a run's best checkpoint (eager torch).
+
+    The score design and checkpoints may be chosen by: no TEST split and no held-out series is read.
+    """
+    import torch
+
+    from training.checkpoint import restore_model
+    from training.models.recurrent import RecurrentAutoencoder
+
+    model, _, state = restore_model(run_dir)
+    if not isinstance(model, RecurrentAutoencoder):
+        raise ValueError(f"{run_dir} holds a {type(model).__name__}, not a sequence embedder")
+    scores: dict[str, Any] = {"run": str(run_dir), "step": int(state["step"])}
+    for name in UNIVARIATE_SETS:
+        x, y = load_split(name, "train")
+        series = znorm(x[:, 0, :]).astype(np.float32)
+        lengths = torch.full((len(series),), series.shape[1])
+        with torch.no_grad():
+            embedded = model.encode(torch.from_numpy(series)[..., None], lengths).numpy()
+        scores[name] = {
+            "train_loo_raw_1nn": leave_one_out_accuracy(series, y),
+            "train_loo_embedding_1nn": leave_one_out_accuracy(embedded, y),
+        }
+    return scores
