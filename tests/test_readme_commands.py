@@ -46,6 +46,7 @@ EXEMPT = {
     # bench.load drives `wrk`, a Debian package the project does not install (no test needs it).
     "python -m bench.load --duration 10": "needs wrk; over the CI budget (wrk against two servers, 3 rounds)",
     "python -m bench.load --only 64x64 --concurrency 32 --service-env AE_WORKERS=1 --out /tmp/sweep": "needs wrk",
+    "python -m bench.oip_load --duration 10": "needs wrk",
     "python -m bench.overload": "over the CI budget: ~18 s even at --seconds 2 (overload, then waits for recovery)",
     "python -m bench.codec_timing": "over the CI budget: ~16 s even at --repeats 1 (every codec level, 768x512)",
     # "When one machine is not enough": servers that run until stopped, and engines this machine lacks;

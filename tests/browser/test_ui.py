@@ -7,9 +7,11 @@ the test's tmp folder (`AE_UI_SCREENSHOTS=docs/screenshots` writes the ones the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -157,6 +159,10 @@ def test_sequences_scores_and_projection(page: tuple[Page, PageLog], base: str, 
     for chart in ("#sequence-chart", "#error-chart", "#score-chart", "#pca-chart"):
         assert canvas_is_drawn(p, chart), chart
     assert re.search(r"score .* [0-9.]+ · .*percentile [0-9.]+", p.inner_text("#anomaly"))
+    # The model's calibrated threshold, from GET /v1/models, is shown beside the score.
+    models = json.loads(urllib.request.urlopen(f"{base}/v1/models/ecg-anomaly", timeout=10).read())
+    stored = next(v for v in models["versions"] if v["version"] == models["default_version"])["anomaly"]
+    assert f"threshold {stored['threshold']:.4g}" in p.inner_text("#anomaly")
     assert "normal" in p.inner_text("#anomaly .flag")  # the first example is a normal beat
     p.select_option("#sequence-pick", "2")  # an R-on-T premature ventricular contraction
     assert p.inner_text("#anomaly .flag") == "anomaly"
