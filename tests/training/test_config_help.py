@@ -8,11 +8,24 @@ from dataclasses import dataclass
 import pytest
 
 from training.cli import main
-from training.config import ImageDataConfig, OptimConfig, SequenceDataConfig, config_from_dict, load_config
+from training.config import (
+    ImageDataConfig,
+    OptimConfig,
+    SequenceDataConfig,
+    SyntheticDataConfig,
+    config_from_dict,
+    load_config,
+)
 from training.config_help import field_meanings
 from training.registry import families, model_config_class
 
-CONFIG_CLASSES = [ImageDataConfig, SequenceDataConfig, OptimConfig, *(model_config_class(f) for f in families())]
+CONFIG_CLASSES = [
+    ImageDataConfig,
+    SequenceDataConfig,
+    SyntheticDataConfig,
+    OptimConfig,
+    *(model_config_class(f) for f in families()),
+]
 
 
 @pytest.mark.parametrize("cls", CONFIG_CLASSES, ids=lambda cls: cls.__name__)
