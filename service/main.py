@@ -132,7 +132,9 @@ async def _start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server | Non
     from service.oip.grpc_server import start_grpc_server  # grpc's import costs ~100 ms: only when asked
 
     # A message may be a whole body (AE_MAX_BODY_BYTES) plus the protocol's framing of its tensors.
-    return await start_grpc_server(app, settings.host, settings.grpc_port, settings.max_body_bytes + 64 * 1024)
+    message_bytes = settings.max_body_bytes + 64 * 1024
+    max_calls = settings.max_connections or None
+    return await start_grpc_server(app, settings.host, settings.grpc_port, message_bytes, max_calls)
 
 
 def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:

@@ -227,14 +227,20 @@ def _unsupported_parameters(parameters: Any) -> ServiceError:
     return InvalidInputError(f"load and unload take no parameters here; got {', '.join(sorted(parameters))}")
 
 
-async def start_grpc_server(app: FastAPI, host: str, port: int, max_message_bytes: int) -> grpc.aio.Server:
-    """Serve the protocol on `host:port` (SO_REUSEPORT: every worker binds it); the started server."""
+async def start_grpc_server(
+    app: FastAPI, host: str, port: int, max_message_bytes: int, max_calls: int | None
+) -> grpc.aio.Server:
+    """Serve the protocol on `host:port` (SO_REUSEPORT: every worker binds it); the started server.
+
+    `max_calls` bounds the calls in progress per worker, as AE_MAX_CONNECTIONS bounds HTTP connections
+    (beyond it a call is refused with RESOURCE_EXHAUSTED): each may hold a message of `max_message_bytes`.
+    """
     options = [
         ("grpc.so_reuseport", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", -1),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_calls)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if server.add_insecure_port(address) == 0:
