@@ -135,6 +135,9 @@ def test_admin_key_required_and_mode_none_refuses_load(repository):
             assert error.value.status() == str(status)
         assert "AE_MODEL_CONTROL" in str(error.value)
         assert index(client_for(base))[("tiny-image", "1")]["state"] == "READY"  # the index still works
+        # A body larger than any repository call needs is refused before it is read whole.
+        status, body = call(base, "/v2/repository/index", b"{" + b" " * 100_000 + b"}", key=ADMIN)
+        assert status == 413 and "exceeds the limit" in body["error"]
 
 
 def test_poll_picks_up_a_new_version_and_a_removed_model(repository):

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from service.api.bodies import read_body
 from service.api.oip_openapi import OIP_ERRORS
 from service.errors import DecodingError
 from service.model_control import ModelControl
@@ -42,9 +43,14 @@ async def admin_control(request: Request) -> ModelControl:
 ModelControlDep = Annotated[ModelControl, Depends(admin_control)]
 
 
+# A repository call's body is a few parameters: anything larger is refused before it is read whole.
+MAX_CONTROL_BODY_BYTES = 64 * 1024
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     """The request's JSON object body; {} for an empty body (the body is optional on every route)."""
-    body = await request.body()
+    settings = request.app.state.service.settings
+    body = await read_body(request, MAX_CONTROL_BODY_BYTES, settings.body_read_timeout_s)
     if not body.strip():
         return {}
     try:
