@@ -63,23 +63,14 @@ def _loaded_gauge(metrics: ServiceMetrics, model: LoadedModel) -> Gauge:
     return metrics.models.labels(m.name, str(m.version), m.task, ",".join(model.providers))
 
 
-def _lazy_versions(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> LazyVersions:
-    """Lazy loading of the versions streams name, with their handlers started and metrics attached like the rest."""
-    assert state.repository is not None
+def _serving_hooks(
+    metrics: ServiceMetrics, process: ProcessLoad
+) -> tuple[Callable[[LoadedModel], None], Callable[[LoadedModel], None]]:
+    """(start, forget) for versions loaded or dropped after start-up (lazily, or by model control).
 
-    def start(model: LoadedModel) -> None:
-        _observe_model(metrics, model)
-        model.handler.start(process)  # called on the event loop: the batchers belong to the running loop
-
-    def forget(model: LoadedModel) -> None:
-        _loaded_gauge(metrics, model).set(0)
-
-    return LazyVersions(state.repository, state.settings, start, forget)
-
-
-def _model_control(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> ModelControl:
-    """Index, load and unload without a restart; loaded versions start and are observed like the rest."""
-    assert state.repository is not None
+    `start` attaches metrics and starts the handler like start-up does (on the event loop: the batchers
+    belong to the running loop); `forget` sets the version's `ae_model_loaded` series to 0.
+    """
 
     def start(model: LoadedModel) -> None:
         _observe_model(metrics, model)
@@ -88,7 +79,19 @@ def _model_control(state: ServiceState, metrics: ServiceMetrics, process: Proces
     def forget(model: LoadedModel) -> None:
         _loaded_gauge(metrics, model).set(0)
 
-    return ModelControl(state.repository, state.settings, metrics, start, forget)
+    return start, forget
+
+
+def _lazy_versions(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> LazyVersions:
+    """Lazy loading of the versions streams name, with their handlers started and metrics attached like the rest."""
+    assert state.repository is not None
+    return LazyVersions(state.repository, state.settings, *_serving_hooks(metrics, process))
+
+
+def _model_control(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> ModelControl:
+    """Index, load and unload without a restart; loaded versions start and are observed like the rest."""
+    assert state.repository is not None
+    return ModelControl(state.repository, state.settings, metrics, *_serving_hooks(metrics, process))
 
 
 async def _load(state: ServiceState, metrics: ServiceMetrics, process: ProcessLoad) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
@@ -91,6 +91,16 @@ class PixelBudget:
         return budgeted
 
 
+async def _png_rows(
+    oip: OipModel, operation: str, prepares: Sequence[Callable[[], Prepared[Size]]], settings: Settings, deadline: float
+) -> Tensor:
+    """Each row's prepare stage through `operation`'s graph, cropped and encoded as PNG: the `image` output."""
+    batcher = oip.model.handler.batcher_for(operation)
+    finish = partial(finish_image, mime=PNG, png_level=settings.png_compress_level)
+    images = await run_all([batcher.execute(Job(answerable(prepare, PNG), finish), deadline) for prepare in prepares])
+    return Tensor("image", BYTES, (len(images),), images)
+
+
 async def infer_images(oip: OipModel, request: InferRequest, settings: Settings, deadline: float) -> list[Tensor]:
     """One request to an image model's or a codec's operation."""
     inputs = checked_inputs(oip, request)
@@ -113,16 +123,8 @@ async def infer_images(oip: OipModel, request: InferRequest, settings: Settings,
 async def _reconstructed(
     oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
 ) -> Tensor:
-    level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("reconstruct")
-    jobs = [
-        Job(
-            answerable(budget.image(partial(prepare_image, oip.model, data, settings), data), PNG),
-            partial(finish_image, mime=PNG, png_level=level),
-        )
-        for data in elements
-    ]
-    images = await run_all([batcher.execute(job, deadline) for job in jobs])
-    return Tensor("image", BYTES, (len(images),), images)
+    prepares = [budget.image(partial(prepare_image, oip.model, data, settings), data) for data in elements]
+    return await _png_rows(oip, "reconstruct", prepares, settings, deadline)
 
 
 async def _encoded_latents(
@@ -161,17 +163,11 @@ async def _decode_latents(
         if declared.shape[0] != rows:
             raise InvalidInputError(f"{oip.name}: image_size must hold one [height, width] per latent")
         sizes = [(int(h), int(w)) for h, w in declared]
-    level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("decode")
     values = latent.array()
-    jobs = [
-        Job(
-            answerable(partial(prepare_latent, oip.model, values[i].astype(np.float32), sizes[i], settings), PNG),
-            partial(finish_image, mime=PNG, png_level=level),
-        )
-        for i in range(rows)
+    prepares = [
+        partial(prepare_latent, oip.model, values[i].astype(np.float32), sizes[i], settings) for i in range(rows)
     ]
-    images = await run_all([batcher.execute(job, deadline) for job in jobs])
-    return [Tensor("image", BYTES, (rows,), images)]
+    return [await _png_rows(oip, "decode", prepares, settings, deadline)]
 
 
 async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
@@ -183,16 +179,8 @@ async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Setting
 
     if len(streams) > 1:  # a lone stream's own decode checks its declared size against the same limit
         PixelBudget(oip, settings, len(streams)).check_all(await asyncio.to_thread(declared_sizes))
-    level, batcher = settings.png_compress_level, oip.model.handler.batcher_for("decode")
-    jobs = [
-        Job(
-            answerable(partial(prepare_stream, oip.model, stream, settings), PNG),
-            partial(finish_image, mime=PNG, png_level=level),
-        )
-        for stream in streams
-    ]
-    images = await run_all([batcher.execute(job, deadline) for job in jobs])
-    return [Tensor("image", BYTES, (len(images),), images)]
+    prepares = [partial(prepare_stream, oip.model, stream, settings) for stream in streams]
+    return [await _png_rows(oip, "decode", prepares, settings, deadline)]
 
 
 async def _codec_images(

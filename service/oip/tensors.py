@@ -59,6 +59,11 @@ class Tensor:
     data: np.ndarray | list[bytes]
     parameters: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its data (BYTES: the elements' lengths, without their framing)."""
+        return sum(map(len, self.data)) if isinstance(self.data, list) else int(self.data.nbytes)
+
     def array(self) -> np.ndarray:
         """The numeric data in its shape; 400 for a BYTES tensor."""
         if isinstance(self.data, list):

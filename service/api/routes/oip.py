@@ -108,7 +108,7 @@ async def infer(request: Request) -> Response:
     async with cancelled_on_disconnect(request):
         parsed, outputs = await run_inference(oip, settings, partial(parse_infer_body, body, json_length), len(body))
         answer = partial(infer_response_body, oip.name, oip.version, parsed, outputs)
-        size = sum(t.data.nbytes if not isinstance(t.data, list) else sum(map(len, t.data)) for t in outputs)
+        size = sum(t.nbytes for t in outputs)
         content, headers = answer() if size <= _INLINE_ANSWER_BYTES else await asyncio.to_thread(answer)
     return Response(content, headers=headers)
 

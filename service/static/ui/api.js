@@ -64,6 +64,20 @@ export async function listModels() {
     .filter(Boolean);
 }
 
+// Fill a <select> with models ("name (task)"), keeping the current choice when it is still listed.
+export function showModels(select, models) {
+  const previous = select.value;
+  select.replaceChildren(
+    ...models.map((m) => {
+      const option = document.createElement("option");
+      option.value = m.name;
+      option.textContent = `${m.name} (${m.task})`;
+      return option;
+    }),
+  );
+  if (models.some((m) => m.name === previous)) select.value = previous;
+}
+
 // An image (Blob) through `operation`; the answer as a Blob plus the headers that describe it.
 export async function postImage(model, operation, blob) {
   const response = await request(`v1/models/${encodeURIComponent(model)}/${operation}`, {

@@ -1,7 +1,7 @@
 // The image view: pick or drop an image, run it through a model, compare with the original.
 // Codecs: the whole quality ladder and JPEG/WebP beside it. Denoisers: noise added here, then removed.
 
-import { postImage } from "./api.js";
+import { postImage, showModels } from "./api.js";
 import { browserCodecs, ladderKey, ladders, renderReport, runLevel } from "./codec.js";
 import { addNoise, decodeImage, encode, psnr } from "./pixels.js";
 import { Viewer } from "./viewer.js";
@@ -51,17 +51,7 @@ export class ImageView {
   setModels(models) {
     this.models = models.filter((m) => m.input.kind === "image" && m.operations.includes("reconstruct"));
     this.ladders = ladders(this.models);
-    const select = $("image-model");
-    const previous = select.value;
-    select.replaceChildren(
-      ...this.models.map((m) => {
-        const option = document.createElement("option");
-        option.value = m.name;
-        option.textContent = `${m.name} (${m.task})`;
-        return option;
-      }),
-    );
-    if (this.models.some((m) => m.name === previous)) select.value = previous;
+    showModels($("image-model"), this.models);
     this.modelChanged();
   }
 

@@ -1,7 +1,7 @@
 // The sequence view: series pasted or picked from the ECG examples, reconstructed and scored
 // against the model's anomaly threshold; a batch's embeddings projected on two principal axes.
 
-import { postJson } from "./api.js";
+import { postJson, showModels } from "./api.js";
 import { color, lineChart, scatter, scoreBar } from "./plot.js";
 
 const $ = (id) => document.getElementById(id);
@@ -68,17 +68,7 @@ export class SequenceView {
 
   setModels(models) {
     this.models = models.filter((m) => m.input.kind === "sequence" && m.input.features === 1);
-    const select = $("sequence-model");
-    const previous = select.value;
-    select.replaceChildren(
-      ...this.models.map((m) => {
-        const option = document.createElement("option");
-        option.value = m.name;
-        option.textContent = `${m.name} (${m.task})`;
-        return option;
-      }),
-    );
-    if (this.models.some((m) => m.name === previous)) select.value = previous;
+    showModels($("sequence-model"), this.models);
   }
 
   setExamples(examples) {
