@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import struct
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -236,3 +238,25 @@ def test_two_workers_share_the_grpc_port(tiny_models: Path) -> None:
                 "embeddings"
             ).shape == (1, 6)
             client.close()
+
+
+def test_a_slow_v2_body_is_cut_off_with_the_protocols_error(tiny_models: Path) -> None:
+    # The /v2 routes read bodies like /v1: a client trickling its body gets 408 and a closed connection
+    # by the read deadline, in the protocol's error body, while other requests are answered meanwhile.
+    for server in _server(tiny_models, AE_BODY_READ_TIMEOUT_S="1", AE_MAX_QUEUE="2"):
+        host, port = server.base.removeprefix("http://").split(":")
+        started = time.monotonic()
+        slow = socket.create_connection((host, int(port)), timeout=10)
+        head = "POST /v2/models/tiny-seq.encode/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+        slow.sendall(head.encode() + b'{"inp')
+        series = np.zeros((1, 16, 1), np.float32)
+        for _ in range(3):
+            assert server.http.infer("tiny-seq.encode", [_input(triton_http, "sequences", series, "FP32")])
+        slow.settimeout(5)
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "body_timeout"
+        assert time.monotonic() - started < 1 + 3
