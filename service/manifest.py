@@ -3,7 +3,9 @@
 The manifest is the only contract between the two packages. Training fills it in at export
 time; the service validates it (and the sha256 of each graph) before it loads anything.
 
-Schema versions: 3 adds the optional `anomaly` calibration of anomaly models (`AnomalyCalibration`);
+Schema versions: 4 adds the optional gray variant of an RGB image model (`gray_` graphs, their
+entropy tables and training record; see `Manifest`); a schema-3 file reads as schema 4 without it.
+3 adds the optional `anomaly` calibration of anomaly models (`AnomalyCalibration`);
 a schema-2 file reads as schema 3 without it. 2 records the training data as structured fields
 (`DataRecord`). Schema 1 kept it
 as a JSON string with a path on the training machine; a schema-1 `model.json` still loads, upgraded
@@ -25,10 +27,11 @@ from service.manifest_upgrade import upgrade
 
 MANIFEST_FILE = "model.json"
 
-SCHEMA_VERSION: Literal[3] = 3
+SCHEMA_VERSION: Literal[4] = 4
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
-GraphRole = Literal["encoder", "decoder", "autoencoder"]
+GraphRole = Literal["encoder", "decoder", "autoencoder", "gray_encoder", "gray_decoder", "gray_autoencoder"]
+GRAY_PREFIX = "gray_"  # a gray variant's graph of role R is `gray_R`, taking and giving one channel
 
 # Which graph each operation runs; an operation is offered only when its graph was exported.
 GRAPH_FOR_OPERATION: dict[str, str] = {
@@ -36,6 +39,12 @@ GRAPH_FOR_OPERATION: dict[str, str] = {
     "decode": "decoder",
     "reconstruct": "autoencoder",
 }
+
+
+def graph_role(operation: str, gray: bool = False) -> str:
+    """The graph an operation runs: its own, or its gray variant's for a single-channel image."""
+    role = GRAPH_FOR_OPERATION[operation]
+    return GRAY_PREFIX + role if gray else role
 
 
 class _Strict(BaseModel):
@@ -229,7 +238,7 @@ class AnomalyCalibration(_Strict):
 class Manifest(_Strict):
     """The full `model.json`."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     family: str
@@ -244,6 +253,10 @@ class Manifest(_Strict):
     training: TrainingRecord
     created: str
     anomaly: AnomalyCalibration | None = None
+    # The gray variant of an RGB image model: `gray_` graphs taking and giving one channel, trained on
+    # gray images, which the service runs for single-channel inputs (and gray streams, for a codec).
+    gray_entropy_model: EntropyModelSpec | None = None
+    gray_training: TrainingRecord | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -256,9 +269,29 @@ class Manifest(_Strict):
             raise ValueError("a manifest needs at least one graph")
         if self.task == "compress" and (self.entropy_model is None or not {"encoder", "decoder"} <= set(self.graphs)):
             raise ValueError("a compress model needs encoder and decoder graphs and an entropy_model")
+        self._check_gray_variant()
         if self.anomaly is not None and (self.task != "reconstruct" or not isinstance(self.input, SequenceInputSpec)):
             raise ValueError("only a reconstruct model of sequences carries an anomaly calibration")
         return self
+
+    def _check_gray_variant(self) -> None:
+        gray = {role for role in self.graphs if role.startswith(GRAY_PREFIX)}
+        if not gray and self.gray_entropy_model is None and self.gray_training is None:
+            return
+        own = {role for role in self.graphs if not role.startswith(GRAY_PREFIX)}
+        if not isinstance(self.input, ImageInputSpec) or self.input.channels != 3:
+            raise ValueError("only an RGB image model has a gray variant")
+        if gray != {GRAY_PREFIX + role for role in own}:
+            raise ValueError(f"a gray variant needs one gray_ graph per graph ({sorted(own)}); got {sorted(gray)}")
+        if (self.task == "compress") != (self.gray_entropy_model is not None):
+            raise ValueError("a compress model's gray variant, and only that, needs gray_entropy_model")
+        if self.gray_training is None:
+            raise ValueError("a gray variant needs its gray_training record")
+
+    @property
+    def has_gray_variant(self) -> bool:
+        """Whether single-channel images run on graphs of their own (see `graph_role`)."""
+        return any(role.startswith(GRAY_PREFIX) for role in self.graphs)
 
     @property
     def operations(self) -> list[str]:

@@ -11,6 +11,8 @@ never recorded one). `data.path` is dropped from the recorded config as well.
 
 Schema 2 -> 3: nothing to translate; schema 3 adds the optional `anomaly` calibration of anomaly
 models, which a schema-2 file does not have.
+
+Schema 3 -> 4: nothing to translate; schema 4 adds the optional gray variant of image models.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ def upgrade_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "schema_version": 3}
 
 
+def upgrade_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-3 manifest as a schema-4 one: schema 4 only adds the optional gray variant."""
+    return {**raw, "schema_version": 4}
+
+
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` in the current schema: older schemas translated, anything else returned as it is.
 
@@ -84,4 +91,6 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
             return raw
     if raw.get("schema_version") == 2:
         raw = upgrade_v2(raw)
+    if raw.get("schema_version") == 3:
+        raw = upgrade_v3(raw)
     return raw

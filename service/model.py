@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from service.codecs.bitstream import EntropyTables
 from service.engine import OnnxEngine
 from service.errors import UnsupportedOperationError
-from service.manifest import GRAPH_FOR_OPERATION, Manifest
+from service.manifest import Manifest, graph_role
 
 if TYPE_CHECKING:  # the handler modules import this one
     from service.kinds.base import ModelHandler
@@ -25,6 +25,7 @@ class LoadedModel:
     manifest: Manifest
     engines: dict[str, OnnxEngine]
     tables: EntropyTables | None = None
+    gray_tables: EntropyTables | None = None  # a codec's gray variant's (see Manifest.gray_entropy_model)
     # Set by `service.repository.load_version` once the engines are warm.
     handler: ModelHandler = field(init=False, repr=False)
 
@@ -44,9 +45,23 @@ class LoadedModel:
                 f"it supports {', '.join(self.manifest.operations)}"
             )
 
-    def engine_for(self, operation: str) -> OnnxEngine:
-        """The engine of the graph an operation runs (`encode` -> encoder, ...); 409 when absent."""
-        role = GRAPH_FOR_OPERATION[operation]
+    @property
+    def has_gray_variant(self) -> bool:
+        """Whether single-channel images run on gray graphs of their own (else on the RGB graphs)."""
+        return self.manifest.has_gray_variant
+
+    def tables_for(self, gray: bool) -> EntropyTables:
+        """A codec's entropy tables for RGB or (its gray variant's) gray latents."""
+        tables = self.gray_tables if gray else self.tables
+        assert tables is not None, "only codecs, and for gray only those with a gray variant, have tables"
+        return tables
+
+    def engine_for(self, operation: str, gray: bool = False) -> OnnxEngine:
+        """The engine of the graph an operation runs (`encode` -> encoder, ...); 409 when absent.
+
+        `gray` picks the gray variant's graph; a model without one runs gray images on its RGB graphs.
+        """
+        role = graph_role(operation, gray and self.has_gray_variant)
         if role not in self.engines:
             self.require(operation)
             raise UnsupportedOperationError(f"model {self.manifest.name!r} has no {role} graph")

@@ -31,7 +31,7 @@ from service.config import Settings
 from service.engine import OnnxEngine
 from service.errors import ModelUnavailableError, NotFoundError, ServiceError
 from service.kinds import handler_for
-from service.manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_of
+from service.manifest import GRAY_PREFIX, MANIFEST_FILE, EntropyModelSpec, Manifest, load_manifest, sha256_of
 from service.model import LoadedModel
 from service.policy import POLICY_FILE, VersionPolicy, VersionPolicyError, VersionRule, load_policy
 
@@ -83,8 +83,9 @@ def _warmup_feeds(manifest: Manifest, role: str) -> dict[str, np.ndarray]:
     spec = manifest.input
     if spec.kind == "image":
         height, width = spec.fixed_size or (spec.stride_multiple, spec.stride_multiple)
-        image = np.zeros((1, spec.channels, height, width), np.float32)
-        if role != "decoder":
+        channels = 1 if role.startswith(GRAY_PREFIX) else spec.channels
+        image = np.zeros((1, channels, height, width), np.float32)
+        if role.removeprefix(GRAY_PREFIX) != "decoder":
             return {"image": image}
         shape = [d if isinstance(d, int) else 1 for d in manifest.latent.shape]
         return {"latent": np.zeros((1, *shape), np.float32)}
@@ -116,7 +117,8 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
         except Exception as error:  # ONNX Runtime raises its own untyped errors
             raise ModelLoadError(f"{graph.file} failed to load or warm up: {error}") from error
         engines[role] = engine
-    model = LoadedModel(manifest, engines, _load_tables(folder, manifest))
+    tables = _load_tables(folder, manifest, manifest.entropy_model)
+    model = LoadedModel(manifest, engines, tables, _load_tables(folder, manifest, manifest.gray_entropy_model))
     try:
         model.handler = handler_for(model, settings)
     except ValueError as error:
@@ -134,8 +136,7 @@ def _verified(folder: Path, name: str, sha256: str, what: str) -> Path:
     return path
 
 
-def _load_tables(folder: Path, manifest: Manifest) -> EntropyTables | None:
-    spec = manifest.entropy_model
+def _load_tables(folder: Path, manifest: Manifest, spec: EntropyModelSpec | None) -> EntropyTables | None:
     if spec is None:
         return None
     path = _verified(folder, spec.file, spec.sha256, "entropy tables")

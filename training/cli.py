@@ -54,12 +54,24 @@ def _parser() -> argparse.ArgumentParser:
         "--init-from",
         type=Path,
         default=None,
-        help="start from another run's best weights (fine-tuning; fresh optimizer)",
+        help=(
+            "start from a run folder's best weights or a model version folder (models/NAME/VERSION); "
+            "RGB weights are converted when the config is gray (channels = 1). Fresh optimizer and schedule"
+        ),
     )
 
     export = commands.add_parser("export", help="export a run to models/NAME/VERSION/")
     export.add_argument("run_dir", type=Path)
-    export.add_argument("--name", required=True, help="model name (kebab-case)")
+    export.add_argument("--name", default=None, help="model name (kebab-case); required unless --gray-of")
+    export.add_argument(
+        "--gray-of",
+        type=Path,
+        default=None,
+        help=(
+            "the run is gray (channels = 1): export a new version of this RGB model version (models/NAME/VERSION) "
+            "holding its files and the run's graphs as its gray variant"
+        ),
+    )
     export.add_argument("--models-dir", type=Path, default=Path("models"))
     export.add_argument("--version", type=int, default=None, help="default: the next free integer")
     export.add_argument("--task", choices=["compress", "denoise", "embed", "reconstruct"], default=None)
@@ -151,7 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     denoise.add_argument("--split", choices=["heldout", "all"], default="heldout")
     denoise.add_argument("--bm3d-limit", type=int, default=10, help="images BM3D runs on (it is slow)")
     denoise.add_argument("--model", default="image-denoise", help=model_help)
-    denoise.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/")
+    denoise.add_argument(
+        "--gray", action="store_true", help="the photos in gray with gray noise, against BM3D's gray variant"
+    )
+    denoise.add_argument(
+        "--out", type=Path, default=None, help="default: docs/evaluation/<model>/v<N>/ (.../gray/ with --gray)"
+    )
     calibrate = commands.add_parser(
         "calibrate",
         parents=[repository],
@@ -197,7 +214,9 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     if args.kind == "denoise":
         from training.evaluate import denoise
 
-        return denoise.run(args.images, model(args.model), args.sigma, args.out, args.bm3d_limit, args.split)
+        return denoise.run(
+            args.images, model(args.model), args.sigma, args.out, args.bm3d_limit, args.split, gray=args.gray
+        )
     if args.kind == "codec":
         from training.evaluate import codec
 
@@ -219,9 +238,31 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     return embeddings.run(args.data, model(args.model), anomaly, args.out)
 
 
+def _export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """`ae-train export`: a run as a new model version, or (--gray-of) as an RGB version's gray variant."""
+    if args.gray_of is not None:
+        from training.export_gray import export_gray_variant
+
+        return export_gray_variant(args.run_dir, args.gray_of, args.models_dir, args.version, args.self_ensemble)
+    from training.export import export_run
+
+    if args.name is None:
+        parser.error("export needs --name (or --gray-of)")
+    return export_run(
+        args.run_dir,
+        args.name,
+        args.models_dir,
+        args.version,
+        args.task,
+        args.max_length,
+        self_ensemble=args.self_ensemble,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (tests call it with an argv list)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "fit":
             config = load_config(args.config, args.overrides)
@@ -256,17 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "data":
             print(json.dumps(_data(args), indent=2))
         else:
-            from training.export import export_run
-
-            out = export_run(
-                args.run_dir,
-                args.name,
-                args.models_dir,
-                args.version,
-                args.task,
-                args.max_length,
-                self_ensemble=args.self_ensemble,
-            )
+            out = _export(parser, args)
             manifest = json.loads((out / "model.json").read_text())
             print(
                 json.dumps(

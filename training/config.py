@@ -183,6 +183,8 @@ class OptimConfig:
     # Off keeps fp32/TF32 for models sensitive to rounding.
     mixed_precision: bool = True
     """bf16 autocast on CUDA (never on CPU)."""
+    train_only: list[str] = field(default_factory=list)
+    """Train only parameters whose names start with one of these (e.g. ["density"]); empty trains all."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:

@@ -21,11 +21,11 @@ def quantize_pmf(pmf: np.ndarray, precision: int = PRECISION) -> list[int]:
     return counts.tolist()
 
 
-def write_tables(model: CompressionAutoencoder, folder: Path) -> Path:
+def write_tables(model: CompressionAutoencoder, folder: Path, name: str = TABLES_FILE) -> Path:
     """Evaluate the learned density at the integers and store per-channel integer tables."""
     tables = [
         {"offset": offset, "pmf": quantize_pmf(pmf.double().numpy())} for offset, pmf in model.density.integer_pmfs()
     ]
-    path = folder / TABLES_FILE
+    path = folder / name
     path.write_text(json.dumps({"precision": PRECISION, "tables": tables}, separators=(",", ":")) + "\n")
     return path

@@ -40,7 +40,7 @@ from service.manifest import (
 from service.manifest_upgrade import upgrade_v1
 from service.repository import version_folders
 from training.checkpoint import restore_model
-from training.entropy_tables import PRECISION, write_tables
+from training.entropy_tables import PRECISION, TABLES_FILE, write_tables
 from training.graphs import GraphPlan, graph_plans, parity_inputs
 from training.models.codec import CompressionAutoencoder
 from training.models.conv import ConvAutoencoder
@@ -122,9 +122,10 @@ def parity_check(model: nn.Module, plan: GraphPlan, path: Path) -> float:
     return worst
 
 
-def _input_and_latent(
+def input_and_latent(
     model: nn.Module, data_info: dict[str, Any], max_length: int
 ) -> tuple[ImageInputSpec | SequenceInputSpec, LatentSpec]:
+    """The manifest's input and latent specs of a model (`data_info`: a series run's normalization)."""
     if isinstance(model, CompressionAutoencoder):
         f = model.config.stride_multiple
         image = ImageInputSpec(channels=model.config.channels, stride_multiple=f)  # type: ignore[arg-type]
@@ -177,25 +178,9 @@ def export_run(
         raise FileExistsError(f"{out} already exists; versions are immutable, pick another")
     out.mkdir(parents=True)
     try:
-        graphs, worst = {}, 0.0
-        for plan in plans:
-            path = out / f"{plan.role}.onnx"
-            _export_graph(plan, path)
-            verify_symbolic_axes(path, plan.dynamic_axes)
-            worst = max(worst, parity_check(model, plan, path))
-            proto = onnx.load(str(path)).graph
-            graphs[plan.role] = GraphSpec(
-                file=path.name,
-                sha256=sha256_of(path),
-                inputs=_tensor_specs(proto.input),
-                outputs=_tensor_specs(proto.output),
-            )
-        entropy = None
-        if isinstance(model, CompressionAutoencoder):
-            tables = write_tables(model, out)
-            entropy = EntropyModelSpec(file=tables.name, sha256=sha256_of(tables), precision=PRECISION)
-        summary_path = run_dir / "summary.json"
-        final = json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
+        graphs, worst = export_graphs(model, plans, out)
+        entropy = export_tables(model, out) if isinstance(model, CompressionAutoencoder) else None
+        final = final_validation(run_dir)
         recorded = config.to_dict()
         recorded["data"].pop("path", None)  # a machine path; the manifest's data record names the data set
         if self_ensemble > 1:
@@ -206,6 +191,50 @@ def export_run(
         shutil.rmtree(out)  # never leave a version folder the service would half-load
         raise
     return out
+
+
+def export_graphs(
+    model: nn.Module, plans: list[GraphPlan], out: Path, prefix: str = ""
+) -> tuple[dict[str, GraphSpec], float]:
+    """Export, check and describe each planned graph as `out/<prefix><role>.onnx`; the worst parity difference too."""
+    graphs, worst = {}, 0.0
+    for plan in plans:
+        path = out / f"{prefix}{plan.role}.onnx"
+        _export_graph(plan, path)
+        verify_symbolic_axes(path, plan.dynamic_axes)
+        worst = max(worst, parity_check(model, plan, path))
+        proto = onnx.load(str(path)).graph
+        graphs[prefix + plan.role] = GraphSpec(
+            file=path.name,
+            sha256=sha256_of(path),
+            inputs=_tensor_specs(proto.input),
+            outputs=_tensor_specs(proto.output),
+        )
+    return graphs, worst
+
+
+def export_tables(model: CompressionAutoencoder, out: Path, name: str = TABLES_FILE) -> EntropyModelSpec:
+    """A codec's integer probability tables beside its graphs, and their manifest entry."""
+    tables = write_tables(model, out, name)
+    return EntropyModelSpec(file=tables.name, sha256=sha256_of(tables), precision=PRECISION)
+
+
+def final_validation(run_dir: Path) -> dict[str, float]:
+    """The run's final validation metrics (its summary), or none when the run wrote no summary."""
+    summary_path = run_dir / "summary.json"
+    return json.loads(summary_path.read_text())["final_validation"] if summary_path.is_file() else {}
+
+
+def training_record(config_dict: dict[str, Any], state: dict[str, Any], final: dict[str, float]) -> TrainingRecord:
+    """Where a run's weights came from: its data, steps, time, device, final validation and config."""
+    return TrainingRecord(
+        data=data_record(state.get("data_info", {}), config_dict),
+        steps=int(state["step"]),
+        wall_time_s=round(float(state["wall_time_s"]), 2),
+        device=str(state.get("device", "cpu")),
+        final_validation=final or {"loss": float(state["best_val"])},
+        config=config_dict,
+    )
 
 
 def data_record(data_info: dict[str, Any], config_dict: dict[str, Any]) -> DataRecord:
@@ -233,16 +262,8 @@ def _manifest(
     worst: float,
     entropy: EntropyModelSpec | None = None,
 ) -> Manifest:
-    data_info = state.get("data_info", {})
-    input_spec, latent = _input_and_latent(model, data_info, max_length)
-    record = TrainingRecord(
-        data=data_record(data_info, config_dict),
-        steps=int(state["step"]),
-        wall_time_s=round(float(state["wall_time_s"]), 2),
-        device=str(state.get("device", "cpu")),
-        final_validation=final or {"loss": float(state["best_val"])},
-        config=config_dict,
-    )
+    input_spec, latent = input_and_latent(model, state.get("data_info", {}), max_length)
+    record = training_record(config_dict, state, final)
     return Manifest(
         name=name,
         version=version,

@@ -36,6 +36,7 @@ from training.distributed import (
     rank_device,
     ranks_from_env,
 )
+from training.init_weights import apply_initial_weights, load_initial_weights
 from training.losses import loss_for
 from training.plots import plot_image_samples, plot_loss_curves, plot_sequence_samples
 from training.progress import Progress, RunBar
@@ -185,7 +186,7 @@ def _fit(
     train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed, report)
     model = build_model(config.model).to(device)
     loss_fn = loss_for(config.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    optimizer = torch.optim.AdamW(_trained_parameters(model, opt), lr=opt.lr, weight_decay=opt.weight_decay)
     run_progress = Progress(opt.steps, opt.time_budget_s)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, run_progress))
     state = {"step": 0, "wall_time_s": 0.0, "best_val": float("inf")}
@@ -196,8 +197,10 @@ def _fit(
         scheduler.load_state_dict(saved["scheduler"])
         state = {k: saved[k] for k in state}
     elif init_from is not None:
-        # Fine-tuning: start from another run's best weights with a fresh optimizer and schedule.
-        model.load_state_dict(load_checkpoint(_best_or_latest(init_from))["model"])
+        # Fine-tuning: start from another run's or a model version's weights, fresh optimizer and schedule.
+        weights = load_initial_weights(init_from, model, config.model.family, getattr(config.model, "channels", 3))
+        apply_initial_weights(model, weights)
+        report(f"starting from {weights.source}" + (f"; fresh: {', '.join(weights.fresh)}" if weights.fresh else ""))
     if ranks.is_main:
         if not resume and (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve
@@ -288,8 +291,19 @@ def _fit(
     return _finish(run_dir, model, val_set, loss_fn, device, config, state, data_info)
 
 
-def _best_or_latest(run_dir: Path) -> Path:
-    return run_dir / BEST if (run_dir / BEST).is_file() else run_dir / LATEST
+def _trained_parameters(model: nn.Module, opt: OptimConfig) -> list[nn.Parameter]:
+    """The parameters `optim.train_only` names (all when empty); the others are frozen (no gradient)."""
+    if not opt.train_only:
+        return list(model.parameters())
+    prefixes = tuple(opt.train_only)
+    trained = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(prefixes))
+        if parameter.requires_grad:
+            trained.append(parameter)
+    if not trained:
+        raise ValueError(f"optim.train_only {opt.train_only} names no parameter of this model")
+    return trained
 
 
 def _finish(

@@ -92,14 +92,15 @@ def plot_rd_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
 
 
 def plot_denoise_crops(crops: list[tuple[float, dict[str, np.ndarray]]], out: Path, size: int = 128) -> None:
-    """Side-by-side centre crops (uint8 HxWx3) per sigma: clean, noisy and each method."""
+    """Side-by-side centre crops (uint8 HxWx3, or HxW gray) per sigma: clean, noisy and each method."""
     methods = list(crops[0][1])
     fig, axes = plt.subplots(len(crops), len(methods), figsize=(2.2 * len(methods), 2.3 * len(crops)), squeeze=False)
     for row, (sigma, images) in enumerate(crops):
         for col, method in enumerate(methods):
             image = images[method]
             top, left = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
-            axes[row][col].imshow(image[top : top + size, left : left + size])
+            crop = image[top : top + size, left : left + size]
+            axes[row][col].imshow(crop, cmap="gray" if crop.ndim == 2 else None, vmin=0, vmax=255)
             axes[row][col].set_title(f"{method} (sigma {sigma:g})", fontsize=8)
             axes[row][col].axis("off")
     fig.tight_layout()

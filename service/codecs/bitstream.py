@@ -12,9 +12,9 @@ Format 2, written by this release (big-endian integers):
 
 Tile side 0 means one tile covering the whole image; a tile side S > 0 means ceil(H/S) x ceil(W/S)
 tiles of S x S pixels (the last row and column cut to the image) in raster order. This release writes
-one tile of a 3-channel image and decodes exactly that; the channel and tile fields are defined now so
-that gray images and tiles need no further format change, and a stream using them is refused with a
-message saying so.
+untiled streams of 3-channel images, and of 1-channel images for codecs with a gray variant (see
+service.kinds.codec), and decodes exactly those; the tile fields are defined now so that tiles need no
+further format change, and a tiled stream is refused with a message saying so.
 
 Format 1, written by 0.1.0 and still decoded (as an unsigned stream):
 
@@ -42,6 +42,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -345,16 +346,26 @@ def read_stream(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> St
     return Stream(header, tiles, format_version, signed)
 
 
-def read_origin(data: bytes) -> tuple[str, int]:
-    """The (model name, version) a stream's header names; 400 for anything that is not a stream.
+class Origin(NamedTuple):
+    """Who wrote a stream and what it codes, from the front of its header."""
 
-    Reads only the fixed-size front of the header (magic, format, flags, name, version, table hash, size):
-    constant work whatever the body's size, with the same field readers, and so the same refusals, as
-    `read_stream`. The checksum, the signature and the payload are checked when the stream is decoded.
+    name: str
+    version: int
+    channels: int
+
+
+def read_origin(data: bytes) -> Origin:
+    """The model name and version a stream's header names, and its channels; 400 for anything else.
+
+    Reads only the fixed-size front of the header (magic, format, flags, name, version, table hash, size,
+    channels): constant work whatever the body's size, with the same field readers, and so the same
+    refusals, as `read_stream`. The checksum, the signature and the payload are checked when the stream
+    is decoded, and the channel count then too (a format 1 stream is RGB).
     """
-    _, _, prologue = _read_prologue(data)
-    name, version, *_ = _read_name_and_size(_Reader(data, prologue))
-    return name, version
+    format_version, _, prologue = _read_prologue(data)
+    reader = _Reader(data, prologue)
+    name, version, *_ = _read_name_and_size(reader)
+    return Origin(name, version, RGB_CHANNELS if format_version == 1 else reader.u8("channel count"))
 
 
 def unpack(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> tuple[Header, bytes]:

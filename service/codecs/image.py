@@ -52,10 +52,27 @@ OUTPUT_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"
 # PNG holds 2^31 - 1, more than any limit the service allows.
 OUTPUT_MAX_SIDE = {"image/webp": 16383, "image/jpeg": 65500}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+# Pillow modes of single-channel images: what "a gray image" means to the service. A palette image
+# and an RGB image whose channels happen to be equal are colour images by their mode.
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "F", *_SIXTEEN_BIT_MODES})
+# ITU-R BT.601 luma, as Pillow's convert("L"): how a colour answer to a gray image becomes gray.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _to_model_channels(image: Image.Image, channels: int) -> np.ndarray:
-    """(C, H, W) float32 in [0, 1] from any mode: 16-bit, CMYK, palette, RGBA, LA, 1-bit."""
+def luma(pixels: np.ndarray) -> np.ndarray:
+    """(1, H, W) gray from (3, H, W) RGB pixels (float); single-channel pixels are returned as they are."""
+    if pixels.shape[0] == 1:
+        return pixels
+    return np.tensordot(LUMA, pixels, axes=1)[None]
+
+
+def _to_model_channels(image: Image.Image, channels: int | None) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1] from any mode: 16-bit, CMYK, palette, RGBA, LA, 1-bit.
+
+    `channels` None keeps the image's own: 1 for the gray modes, 3 for every other.
+    """
+    if channels is None:
+        channels = 1 if image.mode in GRAY_MODES else 3
     if image.mode in _SIXTEEN_BIT_MODES:
         # Pillow's 16-bit -> 8-bit convert clips instead of scaling; scale ourselves and keep precision.
         gray = np.asarray(image, dtype=np.float32) / 65535.0
@@ -100,8 +117,10 @@ def _open(data: bytes) -> Image.Image:
         return _open_with_format_reader(data)
 
 
-def decode_image(data: bytes, channels: int, limits: SizeLimits, multiple: int = 1) -> np.ndarray:
+def decode_image(data: bytes, channels: int | None, limits: SizeLimits, multiple: int = 1) -> np.ndarray:
     """Encoded image bytes -> (C, H, W) float32 in [0, 1], EXIF orientation applied.
+
+    `channels`: 1 or 3 converts to that many; None keeps the image's own (1 for gray modes, else 3).
 
     413 from the header alone when the image, padded to `multiple` (the model's stride), is over `limits`.
     An EXIF rotation swaps height and width, which changes neither the padded pixel count nor the longest
@@ -136,17 +155,27 @@ def decode_image(data: bytes, channels: int, limits: SizeLimits, multiple: int =
         raise DecodingError(UNDECODABLE) from error
 
 
-def image_size(data: bytes) -> tuple[int, int]:
-    """(height, width) of an encoded image from its header alone (EXIF rotation swaps them, not their product)."""
+def image_is_gray(data: bytes) -> bool:
+    """Whether an encoded image is single-channel, from its header alone (as `image_size`)."""
+    return _header(data).mode in GRAY_MODES
+
+
+def _header(data: bytes) -> Image.Image:
+    """The opened (not decoded) image: its size and mode; 400 for bytes no accepted reader takes."""
     if not data:
         raise DecodingError("an image element is empty; send an encoded image")
     check_container(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            width, height = _open(data).size
+            return _open(data)
     except Exception as error:  # as in `decode_image`: any reader failure is the body's
         raise DecodingError(UNDECODABLE) from error
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(height, width) of an encoded image from its header alone (EXIF rotation swaps them, not their product)."""
+    width, height = _header(data).size
     return height, width
 
 

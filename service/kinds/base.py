@@ -27,7 +27,7 @@ from service.api.bodies import read_body
 from service.batching import BatchPolicy, MicroBatcher, ProcessLoad
 from service.config import Settings
 from service.errors import ClientGoneError, InvalidInputError
-from service.manifest import GRAPH_FOR_OPERATION
+from service.manifest import graph_role
 from service.model import LoadedModel
 from service.stages import Answer, Job, R
 
@@ -95,15 +95,18 @@ class ModelHandler(ABC):
         """The operation whose graph admits requests for `operation` (its own, unless a kind chains graphs)."""
         return operation
 
-    def batcher_for(self, operation: str) -> MicroBatcher:
-        """The batcher of the graph `operation` runs; 409 when the model does not offer it."""
-        self.model.require(operation)
-        role = GRAPH_FOR_OPERATION[operation]
-        return self.batchers[role]
+    def batcher_for(self, operation: str, gray: bool = False) -> MicroBatcher:
+        """The batcher of the graph `operation` runs (its gray variant's with `gray`); 409 when not offered.
 
-    async def run(self, operation: str, call: Call, job: Job[Any, R]) -> R:
-        """Run one job on the graph of `operation`, by the request's deadline."""
-        return await self.batcher_for(operation).execute(job, call.deadline)
+        Gray requests are admitted by the RGB graph's batcher (`answer` admits before the body is read),
+        so one queue bound covers both.
+        """
+        self.model.require(operation)
+        return self.batchers[graph_role(operation, gray and self.model.has_gray_variant)]
+
+    async def run(self, operation: str, call: Call, job: Job[Any, R], gray: bool = False) -> R:
+        """Run one job on the graph of `operation` (or its gray variant's), by the request's deadline."""
+        return await self.batcher_for(operation, gray).execute(job, call.deadline)
 
     def ids(self) -> dict[str, Any]:
         """The model's name and version, as answers carry them."""

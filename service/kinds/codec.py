@@ -7,7 +7,9 @@ Stages: `prepare_codec_image` (as an image model's, keeping the original pixels 
 `AE_STREAM_KEY`), `prepare_stream` (check the stream's signature as `AE_STREAM_KEY` and
 `AE_STREAM_ACCEPT_UNSIGNED` require, its header against the model and the size limits, then decode the
 latent). `read_origin` (service.codecs.bitstream) reads just the model name and version off a stream, so
-that `POST /v1/decode` and a codec's decode route can pick the version that wrote it first.
+that `POST /v1/decode` and a codec's decode route can pick the version that wrote it first, and the
+channels it codes, which pick the graphs: a codec with a gray variant codes a gray image as one channel
+(its gray graphs and tables, a 1-channel stream) and decodes such a stream to a gray image.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ import numpy as np
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import Header, StreamAuthentication, pack, unpack
-from service.codecs.image import choose_image_format, encode_image
+from service.codecs.bitstream import Header, StreamAuthentication, pack, read_origin, unpack
+from service.codecs.image import choose_image_format, encode_image, image_is_gray
 from service.config import Settings
 from service.errors import DecodingError
 from service.kinds.base import Call, ModelHandler
-from service.kinds.image import Size, answerable, finish_image, image_spec, prepare_image
+from service.kinds.image import (
+    Frame,
+    answer_pixels,
+    answerable,
+    finish_image,
+    image_spec,
+    prepare_image,
+    runs_gray,
+)
 from service.limits import SizeLimits, check_run_size
 from service.model import LoadedModel
 from service.stages import Answer, Feeds, Job, Prepared, run_direct
@@ -32,10 +42,18 @@ from service.stages import Answer, Feeds, Job, Prepared, run_direct
 
 @dataclass(frozen=True)
 class Original:
-    """An image's size and its pixels, (C, H, W) in [0, 1]: what reconstruct scores the decoded image against."""
+    """An image's frame and its pixels as coded, (C, H, W) in [0, 1]: what reconstruct scores the decoded image against.
 
-    size: Size
+    C is 1 when the codec's gray graphs coded it; a gray image coded on RGB graphs has three equal channels.
+    """
+
+    frame: Frame
     pixels: np.ndarray
+
+    @property
+    def coded_channels(self) -> int:
+        """The channels the stream codes: 1 (gray variant) or 3."""
+        return self.pixels.shape[0]
 
 
 @dataclass(frozen=True)
@@ -48,25 +66,27 @@ class EncodedImage:
     @property
     def bits_per_pixel(self) -> float:
         """Bits of the whole stream (header and checksum included) per original pixel."""
-        height, width = self.original.size
-        return len(self.stream) * 8 / (height * width)
+        frame = self.original.frame
+        return len(self.stream) * 8 / (frame.height * frame.width)
 
     def headers(self) -> dict[str, str]:
         """The stream's measured rate and the original size, as answers carry them."""
-        height, width = self.original.size
+        frame = self.original.frame
         return {
             "X-Bits-Per-Pixel": f"{self.bits_per_pixel:.6f}",
-            "X-Image-Height": str(height),
-            "X-Image-Width": str(width),
+            "X-Image-Height": str(frame.height),
+            "X-Image-Width": str(frame.width),
         }
 
 
-def prepare_codec_image(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Original]:
+def prepare_codec_image(
+    model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool = False
+) -> Prepared[Original]:
     """As `prepare_image`, keeping the original pixels (a view) for scoring the reconstruction."""
-    prepared = prepare_image(model, data, settings)
-    height, width = prepared.context
-    original = prepared.feeds["image"][0, :, :height, :width]
-    return Prepared(prepared.key, prepared.feeds, Original((height, width), original), prepared.pixels)
+    prepared = prepare_image(model, data, settings, gray_graph)
+    frame = prepared.context
+    original = prepared.feeds["image"][0, :, : frame.height, : frame.width]
+    return Prepared(prepared.key, prepared.feeds, Original(frame, original), prepared.pixels)
 
 
 def stream_authentication(settings: Settings) -> StreamAuthentication:
@@ -79,17 +99,16 @@ def finish_stream(outputs: Feeds, original: Original, model: LoadedModel, auth: 
 
     `auth` travels in the job's partials, not the raw key: its repr hides the key wherever a job is shown.
     """
-    assert model.tables is not None
-    payload = model.tables.encode(outputs["latent"][0])
-    m = model.manifest
-    height, width = original.size
-    header = Header(m.name, m.version, model.tables.hash, height, width, channels=image_spec(model).channels)
+    channels = original.coded_channels
+    tables = model.tables_for(gray=channels == 1)
+    payload = tables.encode(outputs["latent"][0])
+    m, frame = model.manifest, original.frame
+    header = Header(m.name, m.version, tables.hash, frame.height, frame.width, channels=channels)
     return EncodedImage(pack(header, payload, auth.key), original)
 
 
-def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Size]:
+def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Frame]:
     """Check that a stream belongs to this model and decode its latent; the key is the latent shape."""
-    assert model.tables is not None
     header, payload = unpack(data, stream_authentication(settings))
     m = model.manifest
     if (header.name, header.version) != (m.name, m.version):
@@ -97,20 +116,23 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
             f"stream was made by {header.name}/{header.version}, not {m.name}/{m.version} "
             "(POST /v1/decode decodes a stream with the version that made it)"
         )
-    if header.table_hash != model.tables.hash:
-        raise DecodingError("stream was coded with other probability tables than this model's")
     spec = image_spec(model)
-    if header.channels != spec.channels:
+    gray = header.channels == 1 and spec.channels == 3
+    if header.channels != spec.channels and not (gray and model.has_gray_variant):
         raise DecodingError(
             f"stream codes a {_channels(header.channels)} image, and {m.name}/{m.version} "
             f"codes {_channels(spec.channels)} images"
         )
+    tables = model.tables_for(gray)
+    if header.table_hash != tables.hash:
+        raise DecodingError("stream was coded with other probability tables than this model's")
     # From the header alone, before a symbol is decoded: the payload may be tiny whatever size it declares.
     f = spec.stride_multiple
     check_run_size("stream declaring", header.height, header.width, f, SizeLimits.from_settings(settings))
     rows, columns = -(-header.height // f), -(-header.width // f)
-    latent = model.tables.decode(payload, rows, columns)
-    return Prepared(latent.shape, {"latent": latent[None]}, (header.height, header.width), rows * columns * f * f)
+    latent = tables.decode(payload, rows, columns)
+    frame = Frame(header.height, header.width, gray=header.channels == 1)
+    return Prepared(latent.shape, {"latent": latent[None]}, frame, rows * columns * f * f)
 
 
 def _channels(count: int) -> str:
@@ -124,31 +146,29 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
     return float("inf") if mse == 0 else 10.0 * float(np.log10(peak**2 / mse))
 
 
-def finish_scored_image(
-    outputs: Feeds, size: Size, original: Original, mime: str, png_level: int
-) -> tuple[bytes, float]:
-    """The decoded image, encoded for the answer, and its PSNR against the original."""
-    height, width = size
-    pixels = outputs["reconstruction"][0, :, :height, :width]
+def finish_scored_image(outputs: Feeds, original: Original, mime: str, png_level: int) -> tuple[bytes, float]:
+    """The decoded image, encoded for the answer (gray for a gray original), and its PSNR against the original."""
+    pixels = answer_pixels(outputs, original.frame)
     quantized = np.rint(np.clip(pixels, 0, 1) * 255.0)
-    reference = np.rint(np.clip(original.pixels, 0, 1) * 255.0)
-    return encode_image(pixels, mime, png_level), psnr(reference, quantized)
+    # A gray image coded on RGB graphs was fed as three equal channels: score the answer against one.
+    reference = original.pixels[: pixels.shape[0]]
+    return encode_image(pixels, mime, png_level), psnr(np.rint(np.clip(reference, 0, 1) * 255.0), quantized)
 
 
 def codec_encode(model: LoadedModel, data: bytes, settings: Settings) -> EncodedImage:
     """An encoded image's stream (one request, no batching)."""
     auth = stream_authentication(settings)
-    job = Job(partial(prepare_codec_image, model, data, settings), partial(finish_stream, model=model, auth=auth))
-    return run_direct(model.engine_for("encode"), job)
+    gray = model.has_gray_variant and image_is_gray(data)
+    prepare = partial(prepare_codec_image, model, data, settings, gray)
+    return run_direct(model.engine_for("encode", gray), Job(prepare, partial(finish_stream, model=model, auth=auth)))
 
 
 def codec_decode(model: LoadedModel, stream: bytes, settings: Settings) -> np.ndarray:
     """The (C, H, W) pixels in [0, 1] a stream decodes to, unquantized (one request, no batching)."""
-
-    def crop(outputs: Feeds, size: Size) -> np.ndarray:
-        return outputs["reconstruction"][0, :, : size[0], : size[1]]
-
-    return run_direct(model.engine_for("decode"), Job(partial(prepare_stream, model, stream, settings), crop))
+    gray = read_origin(stream).channels == 1
+    return run_direct(
+        model.engine_for("decode", gray), Job(partial(prepare_stream, model, stream, settings), answer_pixels)
+    )
 
 
 class CodecHandler(ModelHandler):
@@ -169,11 +189,12 @@ class CodecHandler(ModelHandler):
 
     async def _encoded(self, call: Call) -> EncodedImage:
         data = await image_bytes(call.request, call.body)
+        gray = await runs_gray(self.model, data, self.settings)
         job = Job(
-            partial(prepare_codec_image, self.model, data, self.settings),
+            partial(prepare_codec_image, self.model, data, self.settings, gray),
             partial(finish_stream, model=self.model, auth=stream_authentication(self.settings)),
         )
-        return await self.run("encode", call, job)
+        return await self.run("encode", call, job, gray)
 
     async def encode(self, call: Call) -> Answer:
         """The bitstream of an image, with its rate in X-Bits-Per-Pixel."""
@@ -186,12 +207,12 @@ class CodecHandler(ModelHandler):
         require_media(call.request, STREAM)
         level = self.settings.png_compress_level
 
-        def finish(outputs: Feeds, size: Size) -> Answer:
-            return Answer(finish_image(outputs, size, mime, level), mime)
+        def finish(outputs: Feeds, frame: Frame) -> Answer:
+            return Answer(finish_image(outputs, frame, mime, level), mime)
 
-        return await self.run(
-            "decode", call, Job(partial(prepare_stream, self.model, call.body, self.settings), finish)
-        )
+        gray = read_origin(call.body).channels == 1  # the fixed front of the header: constant work
+        job = Job(partial(prepare_stream, self.model, call.body, self.settings), finish)
+        return await self.run("decode", call, job, gray)
 
     async def reconstruct(self, call: Call) -> Answer:
         """Encode then decode through the real stream; X-Bits-Per-Pixel and X-PSNR report it."""
@@ -199,9 +220,9 @@ class CodecHandler(ModelHandler):
         encoded = await self._encoded(call)
         level = self.settings.png_compress_level
 
-        def finish(outputs: Feeds, size: Size) -> Answer:
-            image, quality = finish_scored_image(outputs, size, encoded.original, mime, level)
+        def finish(outputs: Feeds, frame: Frame) -> Answer:
+            image, quality = finish_scored_image(outputs, encoded.original, mime, level)
             return Answer(image, mime, {**encoded.headers(), "X-PSNR": f"{quality:.3f}"})
 
         prepare = answerable(partial(prepare_stream, self.model, encoded.stream, self.settings), mime)
-        return await self.run("decode", call, Job(prepare, finish))
+        return await self.run("decode", call, Job(prepare, finish), encoded.original.coded_channels == 1)

@@ -3,12 +3,20 @@
 Stages: `prepare_image` (decode, check against the limits on the padded size, pad), `prepare_latent`
 (a latent checked against the model's latent spec, as its declared shape was before its data was
 decoded), and the finishes that crop and encode. A denoiser is an image model with only `reconstruct`.
+
+Gray images (single-channel modes: L, LA, 1, 16-bit, float) are answered gray. A model with a gray
+variant (`Manifest.has_gray_variant`) runs them on its gray graphs; `runs_gray` reads the mode from the
+image's header before the request is queued, since the variant's graphs have batchers of their own. A
+model without one runs them replicated to RGB and answers the luma of its RGB answer. Latents (encode,
+decode) always belong to the RGB graphs, so that any latent decodes with the one decoder.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -20,6 +28,8 @@ from service.codecs.image import (
     choose_image_format,
     decode_image,
     encode_image,
+    image_is_gray,
+    luma,
     pad_to_multiple,
 )
 from service.codecs.latent import NPY_MIME, latent_to_json, latent_to_npy
@@ -31,8 +41,16 @@ from service.manifest import ImageInputSpec
 from service.model import LoadedModel
 from service.stages import Answer, Feeds, Job, Prepared, run_direct
 
-# The original (height, width) of a padded image: what the finishes crop back to.
+# A (height, width).
 Size = tuple[int, int]
+
+
+class Frame(NamedTuple):
+    """What the finishes need of the original image: its size (to crop to) and whether it was gray."""
+
+    height: int
+    width: int
+    gray: bool = False
 
 
 def image_spec(model: LoadedModel) -> ImageInputSpec:
@@ -43,20 +61,42 @@ def image_spec(model: LoadedModel) -> ImageInputSpec:
     return spec
 
 
-def prepare_image(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Size]:
-    """Decode, check and pad an image; the key is the padded size."""
+async def runs_gray(model: LoadedModel, data: bytes, settings: Settings) -> bool:
+    """Whether `data` runs on the model's gray graphs: a gray image, and a model with a gray variant.
+
+    Only the header is read (a small body's inline, a large one's in a worker thread); a body no
+    reader takes is 400 here, as its decoding would be.
+    """
+    if not model.has_gray_variant:
+        return False
+    if len(data) <= settings.loop_inline_max_bytes:
+        return image_is_gray(data)
+    return await asyncio.to_thread(image_is_gray, data)
+
+
+def prepare_image(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool = False) -> Prepared[Frame]:
+    """Decode, check and pad an image for the RGB graphs or (`gray_graph`) the gray ones; the key is the padded size."""
     spec = image_spec(model)
-    image = decode_image(data, spec.channels, SizeLimits.from_settings(settings), spec.stride_multiple)
+    channels = 1 if gray_graph or spec.channels == 1 else None  # None: as the image is, gray or RGB
+    image = decode_image(data, channels, SizeLimits.from_settings(settings), spec.stride_multiple)
     check_fixed_size(image, spec.fixed_size)
+    frame = Frame(image.shape[1], image.shape[2], gray=image.shape[0] == 1)
+    if not gray_graph and image.shape[0] != spec.channels:
+        image = np.repeat(image, spec.channels, axis=0)  # a gray image on an RGB graph
     batch = pad_to_multiple(image[None], spec.stride_multiple)
     height, width = batch.shape[-2:]
-    return Prepared((height, width), {"image": batch}, (image.shape[1], image.shape[2]), height * width)
+    return Prepared((height, width), {"image": batch}, frame, height * width)
 
 
-def finish_image(outputs: Feeds, size: Size, mime: str, png_level: int) -> bytes:
-    """Crop the reconstruction to the original size and encode it."""
-    height, width = size
-    return encode_image(outputs["reconstruction"][0, :, :height, :width], mime, png_level)
+def answer_pixels(outputs: Feeds, frame: Frame) -> np.ndarray:
+    """The reconstruction cropped to the original size, gray (luma) when the original was gray."""
+    pixels = outputs["reconstruction"][0, :, : frame.height, : frame.width]
+    return luma(pixels) if frame.gray else pixels
+
+
+def finish_image(outputs: Feeds, frame: Frame, mime: str, png_level: int) -> bytes:
+    """Crop the reconstruction to the original size and encode it (gray for a gray original)."""
+    return encode_image(answer_pixels(outputs, frame), mime, png_level)
 
 
 def check_latent_shape(model: LoadedModel, shape: tuple[int, ...], settings: Settings) -> Size:
@@ -80,7 +120,7 @@ def check_latent_shape(model: LoadedModel, shape: tuple[int, ...], settings: Set
     return full
 
 
-def prepare_latent(model: LoadedModel, latent: np.ndarray, size: Size | None, settings: Settings) -> Prepared[Size]:
+def prepare_latent(model: LoadedModel, latent: np.ndarray, size: Size | None, settings: Settings) -> Prepared[Frame]:
     """Check a latent against the model's latent spec and the size limits; the key is its shape.
 
     A declared `size` must pad to exactly the image the latent decodes to, which the limits were checked on.
@@ -96,15 +136,15 @@ def prepare_latent(model: LoadedModel, latent: np.ndarray, size: Size | None, se
     ):
         raise InvalidInputError(f"image size {size[0]}x{size[1]} does not fit a latent decoding to {full[0]}x{full[1]}")
     feeds = {"latent": np.ascontiguousarray(latent[None])}
-    return Prepared(latent.shape, feeds, size or full, full[0] * full[1])
+    return Prepared(latent.shape, feeds, Frame(*(size or full)), full[0] * full[1])
 
 
-def answerable(prepare: Callable[[], Prepared[Size]], mime: str) -> Callable[[], Prepared[Size]]:
+def answerable(prepare: Callable[[], Prepared[Frame]], mime: str) -> Callable[[], Prepared[Frame]]:
     """`prepare`, then a check that the answer's size fits the chosen format (406), before inference."""
 
-    def checked() -> Prepared[Size]:
+    def checked() -> Prepared[Frame]:
         prepared = prepare()
-        check_answer_size(mime, *prepared.context)
+        check_answer_size(mime, prepared.context.height, prepared.context.width)
         return prepared
 
     return checked
@@ -112,11 +152,12 @@ def answerable(prepare: Callable[[], Prepared[Size]], mime: str) -> Callable[[],
 
 def image_reconstruct(model: LoadedModel, data: bytes, mime: str, settings: Settings) -> bytes:
     """Encoded image in, encoded reconstruction of the same size out (one request, no batching)."""
+    gray = model.has_gray_variant and image_is_gray(data)
     job = Job(
-        partial(prepare_image, model, data, settings),
+        partial(prepare_image, model, data, settings, gray),
         partial(finish_image, mime=mime, png_level=settings.png_compress_level),
     )
-    return run_direct(model.engine_for("reconstruct"), job)
+    return run_direct(model.engine_for("reconstruct", gray), job)
 
 
 class ImageHandler(ModelHandler):
@@ -134,9 +175,9 @@ class ImageHandler(ModelHandler):
         job = Job(partial(prepare_image, self.model, data, self.settings), partial(self._latent_answer, npy=npy))
         return await self.run("encode", call, job)
 
-    def _latent_answer(self, outputs: Feeds, size: Size, npy: bool) -> Answer:
+    def _latent_answer(self, outputs: Feeds, frame: Frame, npy: bool) -> Answer:
         latent = outputs["latent"][0]
-        height, width = size
+        height, width = frame.height, frame.width
         if npy:
             headers = {"X-Image-Height": str(height), "X-Image-Width": str(width)}
             return Answer(latent_to_npy(latent), NPY_MIME, headers)
@@ -148,7 +189,7 @@ class ImageHandler(ModelHandler):
         mime = choose_image_format(call.request.headers.get("accept"))
         kind, header_size = latent_source(call.request)
 
-        def prepare() -> Prepared[Size]:
+        def prepare() -> Prepared[Frame]:
             check = partial(check_latent_shape, self.model, settings=self.settings)
             latent, size = parse_latent(kind, call.body, header_size, check)
             return prepare_latent(self.model, latent, size, self.settings)
@@ -161,8 +202,9 @@ class ImageHandler(ModelHandler):
         """The image passed through the model (reconstructed, or denoised), at its own size."""
         mime = choose_image_format(call.request.headers.get("accept"))
         data = await image_bytes(call.request, call.body)
-        prepare = answerable(partial(prepare_image, self.model, data, self.settings), mime)
-        return await self.run("reconstruct", call, Job(prepare, partial(self._image_answer, mime=mime)))
+        gray = await runs_gray(self.model, data, self.settings)
+        prepare = answerable(partial(prepare_image, self.model, data, self.settings, gray), mime)
+        return await self.run("reconstruct", call, Job(prepare, partial(self._image_answer, mime=mime)), gray)
 
-    def _image_answer(self, outputs: Feeds, size: Size, mime: str) -> Answer:
-        return Answer(finish_image(outputs, size, mime, self.settings.png_compress_level), mime)
+    def _image_answer(self, outputs: Feeds, frame: Frame, mime: str) -> Answer:
+        return Answer(finish_image(outputs, frame, mime, self.settings.png_compress_level), mime)

@@ -3,7 +3,8 @@
 Each row is its own job on the graph's batcher (rows of one padded size share a run, with each other and
 with `/v1` requests). The request's rows together must fit the pixel limit of one image
 (`AE_MAX_IMAGE_PIXELS`, on padded sizes read from headers before decoding; `PixelBudget`): a request of
-many images costs what one image of the limit may cost, not that many times over.
+many images costs what one image of the limit may cost, not that many times over. Gray images and
+gray streams run on a model's gray graphs as on `/v1` (service.kinds.image, service.kinds.codec).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from service.codecs.bitstream import unpack
+from service.codecs.bitstream import read_origin, unpack
 from service.codecs.image import image_size
 from service.config import Settings
 from service.errors import InvalidInputError, PayloadTooLargeError
@@ -28,6 +29,7 @@ from service.kinds.codec import (
     stream_authentication,
 )
 from service.kinds.image import (
+    Frame,
     Size,
     answerable,
     check_latent_shape,
@@ -35,6 +37,7 @@ from service.kinds.image import (
     image_spec,
     prepare_image,
     prepare_latent,
+    runs_gray,
 )
 from service.limits import padded
 from service.oip.checks import check_batch, check_parameters, checked_inputs, run_all
@@ -91,13 +94,20 @@ class PixelBudget:
         return budgeted
 
 
-async def _png_rows(
-    oip: OipModel, operation: str, prepares: Sequence[Callable[[], Prepared[Size]]], settings: Settings, deadline: float
-) -> Tensor:
+# A row's prepare stage, and whether it runs on the model's gray graphs.
+Row = tuple[Callable[[], Prepared[Frame]], bool]
+
+
+async def _png_rows(oip: OipModel, operation: str, rows: Sequence[Row], settings: Settings, deadline: float) -> Tensor:
     """Each row's prepare stage through `operation`'s graph, cropped and encoded as PNG: the `image` output."""
-    batcher = oip.model.handler.batcher_for(operation)
+    handler = oip.model.handler
     finish = partial(finish_image, mime=PNG, png_level=settings.png_compress_level)
-    images = await run_all([batcher.execute(Job(answerable(prepare, PNG), finish), deadline) for prepare in prepares])
+    images = await run_all(
+        [
+            handler.batcher_for(operation, gray).execute(Job(answerable(prepare, PNG), finish), deadline)
+            for prepare, gray in rows
+        ]
+    )
     return Tensor("image", BYTES, (len(images),), images)
 
 
@@ -123,15 +133,19 @@ async def infer_images(oip: OipModel, request: InferRequest, settings: Settings,
 async def _reconstructed(
     oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
 ) -> Tensor:
-    prepares = [budget.image(partial(prepare_image, oip.model, data, settings), data) for data in elements]
-    return await _png_rows(oip, "reconstruct", prepares, settings, deadline)
+    grays = [await runs_gray(oip.model, data, settings) for data in elements]
+    rows = [
+        (budget.image(partial(prepare_image, oip.model, data, settings, gray), data), gray)
+        for data, gray in zip(elements, grays, strict=True)
+    ]
+    return await _png_rows(oip, "reconstruct", rows, settings, deadline)
 
 
 async def _encoded_latents(
     oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
 ) -> list[Tensor]:
-    def latent_and_size(outputs: Feeds, size: Size) -> tuple[np.ndarray, Size]:
-        return outputs["latent"][0], size
+    def latent_and_size(outputs: Feeds, frame: Frame) -> tuple[np.ndarray, Size]:
+        return outputs["latent"][0], (frame.height, frame.width)
 
     batcher = oip.model.handler.batcher_for("encode")
     jobs = [
@@ -164,8 +178,9 @@ async def _decode_latents(
             raise InvalidInputError(f"{oip.name}: image_size must hold one [height, width] per latent")
         sizes = [(int(h), int(w)) for h, w in declared]
     values = latent.array()
-    prepares = [
-        partial(prepare_latent, oip.model, values[i].astype(np.float32), sizes[i], settings) for i in range(rows)
+    prepares: list[Row] = [
+        (partial(prepare_latent, oip.model, values[i].astype(np.float32), sizes[i], settings), False)
+        for i in range(rows)
     ]
     return [await _png_rows(oip, "decode", prepares, settings, deadline)]
 
@@ -179,8 +194,10 @@ async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Setting
 
     if len(streams) > 1:  # a lone stream's own decode checks its declared size against the same limit
         PixelBudget(oip, settings, len(streams)).check_all(await asyncio.to_thread(declared_sizes))
-    prepares = [partial(prepare_stream, oip.model, stream, settings) for stream in streams]
-    return [await _png_rows(oip, "decode", prepares, settings, deadline)]
+    rows: list[Row] = [
+        (partial(prepare_stream, oip.model, stream, settings), read_origin(stream).channels == 1) for stream in streams
+    ]
+    return [await _png_rows(oip, "decode", rows, settings, deadline)]
 
 
 async def _codec_images(
@@ -191,18 +208,20 @@ async def _codec_images(
     auth = stream_authentication(settings)
 
     async def encoded(data: bytes) -> EncodedImage:
-        prepare = budget.image(partial(prepare_codec_image, model, data, settings), data)
+        gray = await runs_gray(model, data, settings)
+        prepare = budget.image(partial(prepare_codec_image, model, data, settings, gray), data)
         job = Job(prepare, partial(finish_stream, model=model, auth=auth))
-        return await handler.batcher_for("encode").execute(job, deadline)
+        return await handler.batcher_for("encode", gray).execute(job, deadline)
 
     async def round_trip(data: bytes) -> tuple[EncodedImage, bytes, float]:
         stream = await encoded(data)
 
-        def finish(outputs: Feeds, size: Size) -> tuple[bytes, float]:
-            return finish_scored_image(outputs, size, stream.original, PNG, level)
+        def finish(outputs: Feeds, frame: Frame) -> tuple[bytes, float]:
+            return finish_scored_image(outputs, stream.original, PNG, level)
 
         prepare = answerable(partial(prepare_stream, model, stream.stream, settings), PNG)
-        image, quality = await handler.batcher_for("decode").execute(Job(prepare, finish), deadline)
+        decoder = handler.batcher_for("decode", stream.original.coded_channels == 1)
+        image, quality = await decoder.execute(Job(prepare, finish), deadline)
         return stream, image, quality
 
     rows = len(elements)

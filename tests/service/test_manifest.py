@@ -36,7 +36,7 @@ def _load_script():
 
 def test_the_current_schema_round_trips(tiny_models):
     manifest = load_manifest(tiny_models / "tiny-image/1")
-    assert manifest.schema_version == SCHEMA_VERSION == 3
+    assert manifest.schema_version == SCHEMA_VERSION == 4
     again = Manifest.model_validate_json(manifest.model_dump_json(indent=2))
     assert again == manifest and again.training.data.sha256 == manifest.training.data.sha256
 
@@ -112,3 +112,26 @@ def test_migration_refuses_data_that_does_not_split_as_recorded(tiny_models, tmp
     (datasets / "sequences/ecg5000/ECG5000_TRAIN.txt").write_text("\n".join(lines) + "\n")
     assert _load_script().main(["--models", str(models), "--datasets", str(datasets)]) == 1
     assert (models / "tiny-seq/1/model.json").read_text() == old
+
+
+def test_a_gray_variant_must_mirror_the_graphs_and_bring_its_record(tiny_models):
+    raw = json.loads((tiny_models / "tiny-codec" / "1" / "model.json").read_text())
+    graph = raw["graphs"]["encoder"]
+    record = raw["training"]
+    tables = raw["entropy_model"]
+    complete = {
+        **raw,
+        "graphs": {**raw["graphs"], "gray_encoder": graph, "gray_decoder": graph},
+        "gray_entropy_model": tables,
+        "gray_training": record,
+    }
+    assert Manifest.model_validate(complete).has_gray_variant
+    broken = [
+        ({**complete, "graphs": {**raw["graphs"], "gray_encoder": graph}}, "one gray_ graph per graph"),
+        ({**complete, "gray_entropy_model": None}, "needs gray_entropy_model"),
+        ({**complete, "gray_training": None}, "gray_training record"),
+        ({**complete, "input": {**raw["input"], "channels": 1}}, "only an RGB image model"),
+    ]
+    for manifest, message in broken:
+        with pytest.raises(ValueError, match=message):
+            Manifest.model_validate(manifest)

@@ -188,3 +188,21 @@ def test_a_model_is_a_path_or_a_name_under_the_repository(tmp_path, monkeypatch)
     assert model_folder(str(tmp_path / "models/image-conv"), Path("nowhere")) == tmp_path / "models/image-conv"
     with pytest.raises(FileNotFoundError, match="nor a model under models; models there: image-conv"):
         model_folder("image-codec", models)
+
+
+def test_evaluate_denoise_gray_scores_gray_answers_against_gray_bm3d(tiny_models, tmp_path):
+    from PIL import Image
+
+    from tests.conftest import BSDS
+
+    images = tmp_path / "one"
+    images.mkdir()
+    Image.open(sorted(BSDS.iterdir())[0]).crop((0, 0, 64, 48)).save(images / "crop.png")
+    out = tmp_path / "gray"
+    args = ["evaluate", "denoise", "--images", str(images), "--split", "all", "--sigma", "25", "--bm3d-limit", "1"]
+    assert main([*args, "--gray", "--model", str(tiny_models / "tiny-denoise"), "--out", str(out)]) == 0
+    report = json.loads((out / "denoise.json").read_text())
+    assert report["mode"] == "gray"
+    methods = report["means"]["sigma_25"]["all"]
+    assert set(methods) == {"noisy", "ours", "nlm", "bm3d"}
+    assert methods["bm3d"]["psnr"] > methods["noisy"]["psnr"]

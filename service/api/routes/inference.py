@@ -84,10 +84,10 @@ async def _decode_default_or_origin(request: Request, name: str, default: int) -
     answer (400) names the model and version that wrote it.
     """
     body = await _stream_body(request)
-    origin, version = read_origin(body)
+    origin = read_origin(body)
     repository = ready_repository(request.app.state.service)
-    follow = origin == name and repository.on_disk(name, version)
-    return await _decode_with(request, body, name, version if follow else default)
+    follow = origin.name == name and repository.on_disk(name, origin.version)
+    return await _decode_with(request, body, name, origin.version if follow else default)
 
 
 async def decode_stream(request: Request) -> Response:
@@ -96,8 +96,8 @@ async def decode_stream(request: Request) -> Response:
     ready_repository(request.app.state.service)  # 503 while loading or stopping: before the body is read
     require_media(request, STREAM)
     body = await _stream_body(request)
-    name, version = read_origin(body)  # 400 for anything that is not a stream, before any lookup
-    return await _decode_with(request, body, name, version)
+    origin = read_origin(body)  # 400 for anything that is not a stream, before any lookup
+    return await _decode_with(request, body, origin.name, origin.version)
 
 
 async def _stream_body(request: Request) -> bytes:

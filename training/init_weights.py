@@ -1,0 +1,138 @@
+"""Starting weights for `ae-train fit --init-from`: another run, or a served model version.
+
+A run folder gives its best (else latest) checkpoint. A model version folder (`models/NAME/VERSION`,
+recognised by its `model.json`) gives the weights its ONNX graphs carry as initializers: the exporter
+names them `model.<parameter>`, so every trained parameter of the graphs' modules comes back. Parameters
+no graph holds (a codec's density model, which the service replaced by integer tables) start fresh,
+and the caller is told which.
+
+When the run is gray (`channels = 1`) and the weights are RGB, they are converted so that the gray
+network computes on a gray image exactly what the RGB network computes on that image replicated to
+three channels, followed by the luma of its RGB answer: input filters summed over their RGB inputs,
+output filters combined with the luma weights. Fine-tuning on gray data then starts from the RGB
+model's quality instead of from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from training.checkpoint import BEST, LATEST, load_checkpoint
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
+ONNX_PREFIX = "model."
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """Weights to load and what the caller should know about them."""
+
+    state: dict[str, Tensor]
+    source: str
+    fresh: tuple[str, ...]  # parameters of the model the source does not hold
+
+
+def load_initial_weights(source: Path, model: nn.Module, family: str, channels: int) -> InitialWeights:
+    """Weights from a run or model version, converted to gray when the run is gray; see the module doc."""
+    if (source / "model.json").is_file():
+        state, rgb = _from_model_version(source)
+    elif (source / BEST).is_file() or (source / LATEST).is_file():
+        saved = load_checkpoint(source / BEST if (source / BEST).is_file() else source / LATEST)
+        state, rgb = saved["model"], saved["config"]["model"].get("channels", 3) == 3
+    else:
+        raise FileNotFoundError(
+            f"--init-from {source}: neither a run folder (with {BEST}) nor a model version (with model.json)"
+        )
+    if channels == 1 and rgb:
+        state = _GRAY_CONVERSIONS[family](state) if family in _GRAY_CONVERSIONS else _no_conversion(family)
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+    if unexpected or mismatched:
+        raise ValueError(
+            f"--init-from {source} does not fit this model: unknown parameters {unexpected[:5]}, "
+            f"different shapes {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in mismatched[:5]]}"
+        )
+    return InitialWeights(state, str(source), tuple(sorted(set(own) - set(state))))
+
+
+def apply_initial_weights(model: nn.Module, weights: InitialWeights) -> None:
+    """Load the weights; parameters the source lacks keep their fresh initialisation."""
+    model.load_state_dict(weights.state, strict=not weights.fresh)
+
+
+def _from_model_version(folder: Path) -> tuple[dict[str, Tensor], bool]:
+    import onnx  # a training dependency, imported here so that fit without --init-from never needs it
+    from onnx import numpy_helper
+
+    manifest = json.loads((folder / "model.json").read_text())
+    state: dict[str, Tensor] = {}
+    for graph in manifest["graphs"].values():
+        for init in onnx.load(str(folder / graph["file"])).graph.initializer:
+            if init.name.startswith(ONNX_PREFIX):  # parameters; the exporter's own constants are not
+                state[init.name.removeprefix(ONNX_PREFIX)] = torch.from_numpy(numpy_helper.to_array(init).copy())
+    if not state:
+        raise ValueError(f"{folder}: its graphs hold no named parameters to start from")
+    return state, manifest["input"]["channels"] == 3
+
+
+def _luma(out_axis: int) -> Callable[[Tensor], Tensor]:
+    def combine(t: Tensor) -> Tensor:
+        weights = torch.tensor(LUMA, dtype=t.dtype).reshape([-1 if i == out_axis else 1 for i in range(t.dim())])
+        return (t * weights).sum(dim=out_axis, keepdim=True)
+
+    return combine
+
+
+def _sum_inputs(tail: bool) -> Callable[[Tensor], Tensor]:
+    """Sum the three image inputs of a conv weight (axis 1): all of them, or the last three (a skip)."""
+
+    def combine(t: Tensor) -> Tensor:
+        if not tail:
+            return t.sum(dim=1, keepdim=True)
+        return torch.cat([t[:, :-3], t[:, -3:].sum(dim=1, keepdim=True)], dim=1)
+
+    return combine
+
+
+def _convert(rules: dict[str, list[Callable[[Tensor], Tensor]]]) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
+    def convert(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        out = dict(state)
+        for name, steps in rules.items():
+            for step in steps:
+                out[name] = step(out[name])
+        return out
+
+    return convert
+
+
+def _conv_family(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # The image enters the full-resolution stem when there is one, else the first downsampling stage;
+    # the head sees the decoder's features and, with skip connections, the input image last.
+    first = "stem.0.weight" if "stem.0.weight" in state else "down.0.0.weight"
+    skip = state["head.weight"].shape[1] == state[first].shape[0] + 3
+    rules: dict[str, list[Callable[[Tensor], Tensor]]] = {
+        first: [_sum_inputs(tail=False)],
+        "head.weight": [_luma(0)] + ([_sum_inputs(tail=True)] if skip else []),
+        "head.bias": [_luma(0)],
+    }
+    return _convert(rules)(state)
+
+
+_GRAY_CONVERSIONS: dict[str, Callable[[dict[str, Tensor]], dict[str, Tensor]]] = {
+    "conv": _conv_family,
+    # Transposed convolutions keep their output channels on axis 1.
+    "codec": _convert(
+        {"g_a.0.weight": [_sum_inputs(tail=False)], "g_s.6.weight": [_luma(1)], "g_s.6.bias": [_luma(0)]}
+    ),
+}
+
+
+def _no_conversion(family: str) -> dict[str, Tensor]:
+    raise ValueError(f"no RGB-to-gray weight conversion for family {family!r}: train the gray model from scratch")
