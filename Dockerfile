@@ -13,8 +13,9 @@ COPY requirements/service.txt ./requirements/
 COPY service ./service
 # The service's runtime dependencies only, at the versions of the lock (scripts/lock.sh); the CUDA and
 # cuDNN libraries come as pip wheels (onnxruntime-gpu's `cuda` and `cudnn` extras, pinned in the same
-# lock), so the image needs no CUDA base image.
-RUN /opt/venv/bin/pip install -c requirements/service.txt . \
+# lock), so the image needs no CUDA base image. The tracing extra (OpenTelemetry, a few MB) is in, so
+# AE_TRACING=otlp works in the container.
+RUN /opt/venv/bin/pip install -c requirements/service.txt ".[tracing]" \
     && if [ "$WITH_CUDA" = "1" ]; then \
          /opt/venv/bin/pip install -c requirements/service.txt "onnxruntime-gpu[cuda,cudnn]"; fi \
     && /opt/venv/bin/python -c "import onnxruntime, service.main" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the dependency locks in requirements/ from pyproject.toml:   scripts/lock.sh
 #
-#   requirements/service.txt  the service (`pip install .`) and the image's CUDA extras
+#   requirements/service.txt  the service with its tracing extra (`pip install ".[tracing]"`) and the image's CUDA extras
 #                             (`onnxruntime-gpu[cuda,cudnn]`), resolved together
 #   requirements/dev.txt      the service plus training and dev tools (`pip install -e ".[train,dev]"`),
 #                             with the service's own packages at the versions of service.txt
@@ -58,8 +58,8 @@ EOF
 
 mkdir -p requirements
 resolve requirements/service.txt \
-  'Service: pip install -c requirements/service.txt .   (image: also "onnxruntime-gpu[cuda,cudnn]")' \
-  . "onnxruntime-gpu[cuda,cudnn]"
+  'Service: pip install -c requirements/service.txt ".[tracing]"   (image: also "onnxruntime-gpu[cuda,cudnn]")' \
+  ".[tracing]" "onnxruntime-gpu[cuda,cudnn]"
 
 # Dev resolves with the service's pins (less the CUDA libraries, which only the image installs and a
 # CUDA torch would pin by itself), so tests run against the versions the service ships with.

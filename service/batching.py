@@ -40,6 +40,7 @@ from service.config import Settings
 from service.engine import OnnxEngine
 from service.errors import OverloadedError, RequestTimeoutError
 from service.stages import Feeds, Job, Phase, Prepared, R
+from service.tracing import tracer
 
 logger = logging.getLogger(__name__)
 Reason = Literal["deadline", "disconnect"]
@@ -187,6 +188,8 @@ class MicroBatcher:
         except asyncio.CancelledError:
             self._abandon(job, "disconnect")
             raise
+        finally:
+            tracer().record_job(job, self.engine.label)
 
     async def _stages(self, job: Job[Any, R]) -> R:
         if job.small and self.process.in_flight <= 1:
@@ -203,7 +206,7 @@ class MicroBatcher:
         if isinstance(outcome, _Done):
             return outcome.value
         outputs = await self._submit(job, outcome)
-        job.phase = "finishing"
+        job.enter("finishing")
         return await run_in_threadpool(job.finish, outputs, outcome.context)
 
     def _prepare_or_run_inline(self, job: Job[Any, R]) -> Prepared[Any] | _Done[R]:
@@ -213,7 +216,7 @@ class MicroBatcher:
             if job.abandoned or self._running or self._items:
                 return prepared  # an abandoned job is not run; its caller is gone
             self._running += 1
-            job.phase = "running"
+            job.enter("running")
         try:
             outputs = self.engine.run(prepared.feeds)
         finally:
@@ -222,14 +225,14 @@ class MicroBatcher:
                 waiting = bool(self._items)
             if waiting and self._loop is not None:  # requests queued behind this run: the worker goes on
                 self._loop.call_soon_threadsafe(self._wakeup.set)
-        job.phase = "finishing"
+        job.enter("finishing")
         return _Done(job.finish(outputs, prepared.context))
 
     async def _submit(self, job: Job[Any, Any], prepared: Prepared[Any]) -> Feeds:
         rows = len(next(iter(prepared.feeds.values())))
         future = asyncio.get_running_loop().create_future()
         item = _Item(prepared.key, prepared.feeds, rows, prepared.pixels, future, job)
-        job.phase = "queued"
+        job.enter("queued")
         self._items.append(item)
         self._wakeup.set()
         try:
@@ -293,7 +296,7 @@ class MicroBatcher:
             with self._lock:
                 self._running += 1
                 for item in batch:
-                    item.job.phase = "running"
+                    item.job.enter("running")
             try:
                 feeds = merge([i.feeds for i in batch])
                 outputs = await loop.run_in_executor(self._executor, self.engine.run, feeds)

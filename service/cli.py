@@ -29,6 +29,7 @@ def prepare_workers(settings: Settings) -> None:
       Measured on 2 cores, 2 workers: 64x64 images at concurrency 32 went from 247 to 316 req/s.
     - A shared folder for Prometheus' multi-process mode, so /metrics sums every worker, not just the
       one that answers the scrape. Stale files from an earlier run are removed.
+    - A fresh folder of worker slots (`service.worker_slot`): each worker's index in its log lines.
     """
     if "AE_THREAD_SPINNING" not in os.environ:
         os.environ["AE_THREAD_SPINNING"] = "false"
@@ -38,6 +39,7 @@ def prepare_workers(settings: Settings) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     for stale in Path(folder).glob("*.db"):
         stale.unlink()
+    os.environ["AE_WORKER_SLOTS_DIR"] = tempfile.mkdtemp(prefix="ae-workers-")
 
 
 def prepare_model_control(settings: Settings) -> None:

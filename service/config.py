@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,6 +13,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from service.memory_budget import available_memory, derived_max_image_pixels
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+
+def _module_missing(name: str) -> bool:
+    """Whether `name` cannot be imported here (found without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is None
+    except ModuleNotFoundError:  # a parent package is missing
+        return True
 
 
 def _comma_separated(value: Any, mistake: str) -> Any:
@@ -109,6 +118,8 @@ class Settings(BaseSettings):
     # Set by `ae-serve` for its workers in explicit mode: the folder of the control file through which a
     # load or unload one worker received reaches the others. Unset (one process): no control file.
     model_control_dir: Path | None = Field(default=None, description="set by ae-serve; workers share it")
+    # Set by ae-serve for several workers: where each claims its index (service.worker_slot).
+    worker_slots_dir: Path | None = Field(default=None, description="set by ae-serve; workers share it")
 
     # Micro-batching (per model graph): requests of equal shape share a run, up to max_batch_size rows.
     # max_wait_ms is waited only while more requests are already being decoded; an idle server never waits.
@@ -151,6 +162,11 @@ class Settings(BaseSettings):
     # workers with one ONNX Runtime thread each served 1.6x the images of one worker with two threads.
     workers: int = Field(default=0, ge=0, description="0: one per available core (at most 8)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # OpenTelemetry spans per HTTP request and its stages (service.tracing); needs the `tracing` extra.
+    tracing: Literal["off", "console", "otlp"] = Field(default="off", description="off, console (stdout) or otlp")
+    # Per worker: the CUDA memory all of its sessions may take together (one arena shared by them,
+    # service.gpu_memory). Workers x this must fit the card beside the CUDA contexts. 0: no limit.
+    gpu_memory_limit_mb: int = Field(default=0, ge=0, description="CUDA memory per worker, MB; 0: no limit")
     # Per worker: uvicorn answers 503 to a request arriving while this many connections are open (or
     # this many requests are running). 0: no limit. uvicorn has no deadline for a request's headers, so
     # this is what bounds connections that never finish sending them.
@@ -200,6 +216,17 @@ class Settings(BaseSettings):
                 "(every client holding that inference key could load and unload models)"
             )
         return self
+
+    @field_validator("tracing")
+    @classmethod
+    def _tracing_installed(cls, value: str) -> str:
+        needed = {"console": "opentelemetry.sdk.trace", "otlp": "opentelemetry.exporter.otlp.proto.http"}.get(value)
+        if needed is not None and _module_missing(needed):
+            raise ValueError(
+                f"AE_TRACING={value} needs the OpenTelemetry packages ({needed} is not installed): "
+                "pip install 'autoencoder-service[tracing]', or set AE_TRACING=off"
+            )
+        return value
 
     @field_validator("stream_key", mode="before")
     @classmethod

@@ -21,11 +21,17 @@ from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, RuntimeException
 
 from service.config import Settings
+from service.errors import OverloadedError
+from service.gpu_memory import CUDA, cuda_memory_options
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# How ONNX Runtime words an allocation that failed (the CUDA arena at max_mem, cudaMalloc, a CPU bad_alloc).
+_OUT_OF_MEMORY = re.compile(r"Failed to allocate memory|out of memory|bad_alloc|BFCArena", re.IGNORECASE)
 
 _OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -181,7 +187,13 @@ class OnnxEngine:
             # Idle intra-op threads otherwise busy-wait for work, taking cores from other workers.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = available_providers(settings.providers, insist="providers" in settings.model_fields_set)
-        self.session = ort.InferenceSession(str(path), options, providers=requested)
+        providers: list[str | tuple[str, dict[str, str]]] = list(requested)
+        if CUDA in requested and settings.gpu_memory_limit_mb:
+            entries, cuda_options = cuda_memory_options(settings.gpu_memory_limit_mb)
+            for key, value in entries.items():
+                options.add_session_config_entry(key, value)
+            providers = [(p, cuda_options) if p == CUDA else p for p in requested]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.providers: list[str] = list(self.session.get_providers())
         missing = [p for p in requested if p not in self.providers]
         if missing:
@@ -197,7 +209,17 @@ class OnnxEngine:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph; outputs by name."""
         started = time.perf_counter()
-        outputs = self.session.run(self.output_names, feeds)
+        try:
+            outputs = self.session.run(self.output_names, feeds)
+        except (RuntimeException, Fail) as error:
+            if not _OUT_OF_MEMORY.search(str(error)):
+                raise
+            # A device arena at its limit (AE_GPU_MEMORY_LIMIT_MB): this request is too large for what is
+            # free now, which other requests may free; the service is fine.
+            logger.warning("graph run out of memory: %s", str(error).splitlines()[0][:300])
+            raise OverloadedError(
+                "the server is short of accelerator memory for this request; retry later or send a smaller one"
+            ) from error
         if sum(a.nbytes for a in feeds.values()) + sum(a.nbytes for a in outputs) >= TRIM_AFTER_BYTES:
             _release_freed_memory()
         seconds = time.perf_counter() - started

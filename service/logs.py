@@ -1,7 +1,8 @@
 """Structured JSON logs: every line, the service's and uvicorn's, one JSON object with the process id.
 
-Each line carries the writing process's `pid` (several workers write to one stderr, so repeated
-lines such as a model load are told apart by it) and, inside a request, its request id.
+Each line carries the writing process's `pid` and, once it has claimed one, its worker index
+(`worker`, see service.worker_slot: several workers write to one stderr, so repeated lines such as a
+model load are told apart by them) and, inside a request, its request id.
 """
 
 from __future__ import annotations
@@ -45,9 +46,19 @@ _ENCODER = json.JSONEncoder(default=str)
 _pid = os.getpid()
 
 
+_worker: int | None = None  # this process's worker index, once claimed
+
+
 def _refresh_pid() -> None:
-    global _pid
+    global _pid, _worker
     _pid = os.getpid()
+    _worker = None  # a forked child is another worker
+
+
+def set_worker_index(index: int) -> None:
+    """Put this process's worker index on every line it writes from now on."""
+    global _worker
+    _worker = index
 
 
 os.register_at_fork(after_in_child=_refresh_pid)
@@ -65,6 +76,8 @@ class JsonFormatter(logging.Formatter):
             "pid": _pid,
             "message": record.getMessage(),
         }
+        if _worker is not None:
+            entry["worker"] = _worker
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id

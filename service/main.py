@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from service.config import Settings
 from service.handlers import install_error_handlers
 from service.kinds.sequence import SequenceHandler
 from service.lazy import LazyVersions
-from service.logs import configure_logging
+from service.logs import configure_logging, set_worker_index
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model import LoadedModel
@@ -32,6 +33,8 @@ from service.model_control import ModelControl
 from service.repository import ModelLoadError, ModelRepository
 from service.startup import effective_settings, settings_or_exit
 from service.state import ServiceState
+from service.tracing import configure_tracing, shutdown_tracing
+from service.worker_slot import claim_worker_index
 
 if TYPE_CHECKING:
     import grpc
@@ -172,10 +175,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service_metrics = ServiceMetrics()
     process = ProcessLoad()
     configure_logging(state.settings.log_level)
+    worker = claim_worker_index(state.settings.worker_slots_dir)
+    set_worker_index(worker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore_signal = _not_ready_on_sigterm(state)
+        configure_tracing(state.settings.tracing, f"worker-{worker}-pid-{os.getpid()}")
         await _load(state, service_metrics, process)
         lazy_versions = app.state.lazy_versions = _lazy_versions(state, service_metrics, process)
         model_control = app.state.model_control = _model_control(state, service_metrics, process)
@@ -192,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.repository is not None:
                 await asyncio.gather(*(model.handler.stop() for model in state.repository.loaded()))
             service_metrics.close()
+            shutdown_tracing()
             restore_signal()
             logger.info("shut down")
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.logs import RequestNotes, request_id_var, request_notes_var
 from service.metrics import ServiceMetrics
 from service.state import ServiceState
+from service.tracing import tracer
 
 logger = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -80,26 +81,32 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            # Unhandled: the outermost handler answers 500 `internal_error` after this line is written.
-            notes.error_code = notes.error_code or "internal_error"
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            labels = self._labels(scope)
-            if labels is not None:
-                self.metrics.requests.labels(*labels, str(status["code"])).inc()
-                self.metrics.latency.labels(*labels).observe(elapsed)
-            line: dict[str, Any] = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status["code"],
-                "duration_ms": round(elapsed * 1000, 2),
-            }
-            if notes.error_code is not None:
-                line["code"] = notes.error_code
-            logger.info("request", extra=line)
-            request_notes_var.reset(notes_token)
-            request_id_var.reset(token)
+        with tracer().request(scope) as span:  # AE_TRACING: continues the caller's traceparent
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Unhandled: the outermost handler answers 500 `internal_error` after this line is written.
+                notes.error_code = notes.error_code or "internal_error"
+                raise
+            finally:
+                tracer().finish_request(span, scope, status["code"], request_id)
+                self._account(scope, started, status["code"], notes)
+                request_notes_var.reset(notes_token)
+                request_id_var.reset(token)
+
+    def _account(self, scope: Scope, started: float, status: int, notes: RequestNotes) -> None:
+        """The request's metrics and its access line."""
+        elapsed = time.perf_counter() - started
+        labels = self._labels(scope)
+        if labels is not None:
+            self.metrics.requests.labels(*labels, str(status)).inc()
+            self.metrics.latency.labels(*labels).observe(elapsed)
+        line: dict[str, Any] = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        if notes.error_code is not None:
+            line["code"] = notes.error_code
+        logger.info("request", extra=line)

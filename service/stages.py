@@ -9,6 +9,7 @@ their types: the context `prepare` hands to `finish` (C) and what `finish` retur
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
@@ -53,6 +54,13 @@ class Job(Generic[C, R]):
     small: bool = False
     phase: Phase = field(default="preparing", init=False)
     abandoned: bool = field(default=False, init=False)
+    # (phase, time.time_ns()) as the job entered each phase: what its trace spans are written from.
+    marks: list[tuple[Phase, int]] = field(default_factory=lambda: [("preparing", time.time_ns())], init=False)
+
+    def enter(self, phase: Phase) -> None:
+        """Move to `phase`, noting when (one clock read; `service.tracing` turns the marks into spans)."""
+        self.phase = phase
+        self.marks.append((phase, time.time_ns()))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from service.config import Settings
+from service.gpu_memory import gpu_memory_summary
 
 # Settings whose values are secrets: a mistake in one is reported without echoing the value.
 _SECRET_FIELDS = {"api_keys", "stream_key", "admin_keys"}
@@ -109,4 +110,5 @@ def effective_settings(settings: Settings, providers_in_use: list[str]) -> dict[
         "providers_requested": settings.providers,
         "providers": providers_in_use,
         "version_policy": _version_policy_source(settings),
+        "gpu_memory": gpu_memory_summary(settings.gpu_memory_limit_mb, providers_in_use),
     }

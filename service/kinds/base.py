@@ -30,6 +30,7 @@ from service.errors import ClientGoneError, InvalidInputError
 from service.manifest import graph_role
 from service.model import LoadedModel
 from service.stages import Answer, Job, R
+from service.tracing import tracer
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class ModelHandler(ABC):
         self.model.require(operation)  # 409 before reading a byte
         admitting = self.batcher_for(self.admitting_operation(operation))
         settings = self.settings
-        body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
+        with tracer().span("read body"):
+            body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
         async with admitting.admit(), cancelled_on_disconnect(request):
             deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
             answer = await self._operations[operation](Call(request, body, deadline))

@@ -18,6 +18,8 @@ class GatedEngine:
     A run whose first value has a gate (`hold(value)`) waits until that gate opens (`release(value)`).
     """
 
+    label = "gated/1/graph.onnx"  # as OnnxEngine names its graph (logs, traces)
+
     def __init__(self) -> None:
         self.batches: list[int] = []
         self.waiting = 0

@@ -134,6 +134,9 @@ def test_two_workers_log_json_explain_their_start_and_reload_on_sighup(tiny_mode
     assert any(line["logger"].startswith("uvicorn") for line in lines)  # uvicorn's own lines are JSON too
     summaries = [line for line in lines if str(line["message"]).startswith("ready: ")]
     assert len(summaries) == 4  # one per worker: two at start, two after the reload
+    # Each worker's lines carry its index; the two first workers are 0 and 1 (service.worker_slot).
+    assert {summary["worker"] for summary in summaries[:2]} == {0, 1}
+    assert all(isinstance(summary["worker"], int) for summary in summaries)
     settings = summaries[0]["settings"]
     assert isinstance(settings, dict)
     assert settings["auth"] == "on" and settings["api_key_count"] == 1 and "secret-key-1" not in text

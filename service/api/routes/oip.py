@@ -25,6 +25,7 @@ from service.oip.models import OipModel, resolve
 from service.oip.rest import HEADER_LENGTH, header_length, infer_response_body, parse_infer_body
 from service.oip.serving import run_inference
 from service.state import ServiceState
+from service.tracing import tracer
 
 SERVER_NAME = "autoencoder-service"
 # What `GET /v2` lists: the binary-tensor extension, and the repository extension (`repository.py`).
@@ -103,7 +104,8 @@ async def infer(request: Request) -> Response:
     check_access(request)  # API key, then its rate limit: before the body is read
     oip = _model(request, request.path_params["name"], request.path_params.get("version"))
     settings = request.app.state.service.settings
-    body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
+    with tracer().span("read body"):
+        body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_s)
     json_length = header_length(request.headers.get(HEADER_LENGTH), len(body))
     async with cancelled_on_disconnect(request):
         parsed, outputs = await run_inference(oip, settings, partial(parse_infer_body, body, json_length), len(body))
