@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from service.codecs.bitstream import EntropyTables
+from service.codecs.entropy import EntropyTables
 from service.engine import OnnxEngine
 from service.errors import UnsupportedOperationError
 from service.manifest import Manifest, graph_role

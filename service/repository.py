@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from service.codecs.bitstream import EntropyTables
+from service.codecs.entropy import EntropyTables
 from service.config import Settings
 from service.engine import OnnxEngine
 from service.errors import ModelUnavailableError, NotFoundError, ServiceError

@@ -2,7 +2,8 @@
 
 Format 2, written by this release (big-endian integers):
 
-    magic "AEIC" | format version u8 = 2 | flags u8 (bit 0: signed; the other bits must be 0)
+    magic "AEIC" | format version u8 = 2 | flags u8 (bit 0: signed; bit 1: escape-coded payloads;
+    the other bits must be 0)
     | name length u8 | name (UTF-8) | model version u16
     | table hash (8 bytes, sha256 prefix of the entropy tables file) | height u32 | width u32
     | channels u8 (of the coded image: 3 = RGB, 1 = gray) | tile side u16 | tile count u32
@@ -22,7 +23,9 @@ Format 1, written by 0.1.0 and still decoded (as an unsigned stream):
     | table hash (8 bytes) | height u32 | width u32 | payload length u32 | payload | crc32 u32
 
 Each payload is the rounded latent, channel by channel, range-coded with `constriction` using the
-model's integer probability tables. The CRC catches accidental corruption only: anyone can write a
+model's integer probability tables (service.codecs.entropy): exactly, with escapes for values outside a
+table's support, when flag bit 1 is set (every stream this release writes); clipped to the supports in
+streams written before it. The CRC catches accidental corruption only: anyone can write a
 stream with a valid CRC, and a random payload decodes to some image. The HMAC, keyed with the service's
 `AE_STREAM_KEY`, is what shows that this service wrote the stream and nobody altered it.
 
@@ -36,16 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
-
-import constriction
-import numpy as np
 
 from service.errors import DecodingError
 
@@ -55,7 +53,8 @@ READABLE_FORMATS = (1, 2)
 MIME = "application/octet-stream"
 
 SIGNED = 0x01  # flags bit 0: an HMAC-SHA256 tag follows the CRC
-KNOWN_FLAGS = SIGNED
+ESCAPE_CODED = 0x02  # flags bit 1: payloads code out-of-table values exactly (service.codecs.entropy)
+KNOWN_FLAGS = SIGNED | ESCAPE_CODED
 TAG_BYTES = hashlib.sha256().digest_size
 CRC_BYTES = 4
 RGB_CHANNELS = 3
@@ -76,6 +75,7 @@ class Header:
     width: int
     channels: int = RGB_CHANNELS  # of the coded image: 3 (RGB) or 1 (gray)
     tile_side: int = 0  # 0: one tile covering the image
+    escaped: bool = True  # payloads escape-coded (flag bit 1); False: clipped (streams before the flag)
 
     def tile_count(self) -> int:
         """How many tiles the layout holds: one untiled, else the grid of tile_side squares covering the image."""
@@ -115,59 +115,6 @@ class StreamAuthentication:
 UNAUTHENTICATED = StreamAuthentication()
 
 
-class EntropyTables:
-    """Per-channel integer pmfs over contiguous integer supports, and the coder models built from them."""
-
-    def __init__(self, path: Path) -> None:
-        raw = path.read_bytes()
-        self.hash = hashlib.sha256(raw).digest()[:8]
-        spec = json.loads(raw)
-        self.precision = int(spec["precision"])
-        self.offsets = np.array([t["offset"] for t in spec["tables"]], dtype=np.int64)
-        self.sizes = np.array([len(t["pmf"]) for t in spec["tables"]], dtype=np.int64)
-        # Integer tables -> exact float64 fractions -> the coder's own fixed-point model, identically everywhere.
-        # A channel whose support is a single value (a channel training switched off) costs no bits
-        # and has no model: its value is known.
-        total = float(1 << self.precision)
-        self.models = [
-            constriction.stream.model.Categorical(np.asarray(t["pmf"], dtype=np.float64) / total, perfect=False)
-            if len(t["pmf"]) > 1
-            else None
-            for t in spec["tables"]
-        ]
-
-    @property
-    def channels(self) -> int:
-        """Latent channels the tables cover."""
-        return len(self.models)
-
-    def encode(self, latent: np.ndarray) -> bytes:
-        """Round a (C, h, w) latent, clip it to each channel's support, range-code it."""
-        symbols = np.rint(latent).astype(np.int64) - self.offsets[:, None, None]
-        symbols = np.clip(symbols, 0, (self.sizes - 1)[:, None, None]).astype(np.int32)
-        encoder = constriction.stream.queue.RangeEncoder()
-        for channel, model in enumerate(self.models):
-            if model is not None:
-                encoder.encode(symbols[channel].ravel(), model)
-        return encoder.get_compressed().astype("<u4").tobytes()
-
-    def decode(self, payload: bytes, height: int, width: int) -> np.ndarray:
-        """The (C, height, width) float32 latent of a payload."""
-        if len(payload) % 4:
-            raise DecodingError("bitstream payload is not a whole number of 32-bit words")
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-        count = height * width
-        try:
-            rows = [
-                decoder.decode(model, count) if model is not None else np.zeros(count, np.int32)
-                for model in self.models
-            ]
-        except Exception as error:  # constriction reports exhausted or invalid data as generic errors
-            raise DecodingError("bitstream payload could not be decoded") from error
-        symbols = np.stack(rows).reshape(self.channels, height, width).astype(np.int64)
-        return (symbols + self.offsets[:, None, None]).astype(np.float32)
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -182,7 +129,9 @@ def pack_tiles(header: Header, tiles: Sequence[bytes], key: bytes | None = None)
         raise ValueError(f"model name {header.name!r} is longer than a stream can hold (255 bytes)")
     parts = [
         MAGIC,
-        bytes([FORMAT_VERSION, SIGNED if key is not None else 0, len(name)]),
+        bytes(
+            [FORMAT_VERSION, (SIGNED if key is not None else 0) | (ESCAPE_CODED if header.escaped else 0), len(name)]
+        ),
         name,
         _FIXED.pack(header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width),
         _LAYOUT.pack(header.channels, header.tile_side, len(tiles)),
@@ -251,7 +200,8 @@ def _read_prologue(data: bytes) -> tuple[int, bool, int]:
     # and "made by a newer release" is the likely story, not corruption.
     if flags & ~KNOWN_FLAGS:
         raise DecodingError(
-            f"stream flags 0x{flags:02x} set bits this service does not know (only bit 0, signed, is defined): "
+            f"stream flags 0x{flags:02x} set bits this service does not know (bits 0, signed, and 1, escape-coded, "
+            "are defined): "
             "the stream was made by a newer release or is corrupted"
         )
     return version, bool(flags & SIGNED), 6
@@ -297,14 +247,14 @@ def _read_name_and_size(reader: _Reader) -> tuple[str, int, bytes, int, int]:
 
 def _read_format_1(reader: _Reader) -> tuple[Header, tuple[bytes, ...]]:
     """The header and the single payload of a format 1 stream."""
-    header = Header(*_read_name_and_size(reader))
+    header = Header(*_read_name_and_size(reader), escaped=False)
     length = reader.u32("payload length")
     if length != reader.left:
         raise DecodingError("stream payload length does not match its header")
     return header, (reader.take(length, "payload"),)
 
 
-def _read_format_2(reader: _Reader) -> tuple[Header, tuple[bytes, ...]]:
+def _read_format_2(reader: _Reader, escaped: bool) -> tuple[Header, tuple[bytes, ...]]:
     """The header and the tiles of a format 2 stream; its channels and layout are checked first."""
     name, version, table_hash, height, width = _read_name_and_size(reader)
     channels = reader.u8("channel count")
@@ -312,7 +262,7 @@ def _read_format_2(reader: _Reader) -> tuple[Header, tuple[bytes, ...]]:
     count = reader.u32("tile count")
     if channels not in (1, RGB_CHANNELS):
         raise DecodingError(f"stream declares {channels} channels: a stream codes 1 (gray) or 3 (RGB)")
-    header = Header(name, version, table_hash, height, width, channels, tile_side)
+    header = Header(name, version, table_hash, height, width, channels, tile_side, escaped)
     expected = header.tile_count()
     if count != expected:
         layout = "an untiled stream (tile side 0)" if tile_side == 0 else f"tiles of {tile_side} pixels"
@@ -342,7 +292,10 @@ def read_stream(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> St
     body = _checked_body(data, signed, prologue)
     _authenticate(data, format_version, signed, auth)
     reader = _Reader(body, prologue)
-    header, tiles = _read_format_1(reader) if format_version == 1 else _read_format_2(reader)
+    if format_version == 1:
+        header, tiles = _read_format_1(reader)
+    else:
+        header, tiles = _read_format_2(reader, escaped=bool(data[5] & ESCAPE_CODED))
     return Stream(header, tiles, format_version, signed)
 
 

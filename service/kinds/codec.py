@@ -130,7 +130,7 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     f = spec.stride_multiple
     check_run_size("stream declaring", header.height, header.width, f, SizeLimits.from_settings(settings))
     rows, columns = -(-header.height // f), -(-header.width // f)
-    latent = tables.decode(payload, rows, columns)
+    latent = tables.decode(payload, rows, columns, header.escaped)
     frame = Frame(header.height, header.width, gray=header.channels == 1)
     return Prepared(latent.shape, {"latent": latent[None]}, frame, rows * columns * f * f)
 

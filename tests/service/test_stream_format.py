@@ -63,6 +63,7 @@ def format_2(
     name = header.name.encode()
     fixed = struct.pack(">HQII", header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width)
     layout = struct.pack(">BHI", header.channels, header.tile_side, tile_count)
+    flags |= 0x02 if header.escaped else 0  # bit 1: escape-coded payloads (what this release writes)
     body = b"AEIC" + bytes([2, flags, len(name)]) + name + fixed + layout + tile_table + after_tiles
     return _with_crc(body) + tag
 
@@ -108,10 +109,17 @@ def test_unpack_gives_back_what_pack_wrote(key):
     )
 
 
-def test_format_1_still_unpacks_as_an_unsigned_three_channel_untiled_stream():
+def test_format_1_still_unpacks_as_an_unsigned_three_channel_untiled_clipped_stream():
     stream = read_stream(format_1(HEADER, PAYLOAD))
-    assert (stream.header, stream.tiles, stream.format_version, stream.signed) == (HEADER, (PAYLOAD,), 1, False)
+    clipped = replace(HEADER, escaped=False)
+    assert (stream.header, stream.tiles, stream.format_version, stream.signed) == (clipped, (PAYLOAD,), 1, False)
     assert (stream.header.channels, stream.header.tile_side) == (3, 0)
+
+
+def test_format_2_without_the_escape_flag_is_a_clipped_stream_from_before_it():
+    old = format_2(replace(HEADER, escaped=False), tile(PAYLOAD))
+    assert old[5] == 0 and unpack(old) == (replace(HEADER, escaped=False), PAYLOAD)
+    assert pack(HEADER, PAYLOAD)[5] == 0x02  # every stream this release writes is escape-coded
 
 
 def test_without_a_key_a_signed_stream_unpacks_on_its_crc_alone():
@@ -130,7 +138,8 @@ def test_with_a_key_only_its_own_signature_unpacks():
 def test_with_a_key_unsigned_streams_unpack_only_when_accepted():
     for unsigned in (pack(HEADER, PAYLOAD), format_1(HEADER, PAYLOAD)):
         _refused(unsigned, SIGNED_BY_US, "stream is not signed")
-        assert unpack(unsigned, replace(SIGNED_BY_US, accept_unsigned=True)) == (HEADER, PAYLOAD)
+        header, payload = unpack(unsigned, replace(SIGNED_BY_US, accept_unsigned=True))
+        assert (replace(header, escaped=True), payload) == (HEADER, PAYLOAD)  # format 1 is clipped
 
 
 def _flipped(data: bytes, at: int, bit: int = 0x04) -> bytes:
@@ -158,8 +167,8 @@ def _hostile_fields():
     gray = replace(HEADER, channels=1)
     tiled = replace(HEADER, tile_side=16)  # 37x53 in tiles of 16: 3 x 4 = 12 tiles
     return [
-        pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x02), "flags 0x02 set bits", id="unknown-flag-bit-1"),
-        pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x81), "flags 0x81 set bits", id="unknown-flag-bit-7"),
+        pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x04), "flags 0x06 set bits", id="unknown-flag-bit-2"),
+        pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x81), "flags 0x83 set bits", id="unknown-flag-bit-7"),
         pytest.param(format_2(replace(HEADER, channels=0), tile(PAYLOAD)), "declares 0 channels", id="channels-0"),
         pytest.param(format_2(replace(HEADER, channels=4), tile(PAYLOAD)), "declares 4 channels", id="channels-4"),
         pytest.param(pack_tiles(tiled, [PAYLOAD] * 12), "tiles of 16 pixels", id="tiled"),
@@ -248,10 +257,12 @@ def test_the_encoder_writes_an_unsigned_format_2_stream_without_a_key(stream):
     assert (parsed.format_version, parsed.signed, parsed.header.channels, parsed.header.tile_side) == (2, False, 3, 0)
 
 
-def test_a_format_1_stream_still_decodes_to_the_same_image(client, stream):
+def test_a_format_1_stream_still_decodes_as_format_2_does_without_escapes(client, stream):
+    # Both carry clipped payloads (format 1 knows no escapes), so the same payload is the same image.
     header, payload = unpack(stream)
     old = client.post(f"{CODEC}/decode", content=format_1(header, payload), headers=STREAM)
-    new = client.post(f"{CODEC}/decode", content=stream, headers=STREAM)
+    clipped = pack(replace(header, escaped=False), payload)
+    new = client.post(f"{CODEC}/decode", content=clipped, headers=STREAM)
     assert old.status_code == new.status_code == HTTPStatus.OK
     assert old.content == new.content
 
@@ -259,7 +270,7 @@ def test_a_format_1_stream_still_decodes_to_the_same_image(client, stream):
 def _hostile_streams(stream: bytes) -> list[tuple[str, bytes, str]]:
     header, payload = unpack(stream)
     return [
-        ("unknown-flags", format_2(header, tile(payload), flags=0x40), "flags 0x40"),
+        ("unknown-flags", format_2(header, tile(payload), flags=0x40), "flags 0x42"),
         ("gray", format_2(replace(header, channels=1), tile(payload)), "1-channel (gray) image"),
         ("tiled", format_2(replace(header, tile_side=16), tile(payload) * 12, tile_count=12), "tiles of 16"),
         ("tile-count-2", format_2(header, tile(payload) * 2, tile_count=2), "declares 2 tiles"),
@@ -399,7 +410,10 @@ def test_with_a_key_unsigned_streams_are_refused_unless_accepted(keyed, lenient,
     _refused_by(keyed, stream, "stream is not signed (an unsigned stream)")
     _refused_by(keyed, old, "stream is not signed (a format 1 stream, which carries no signature)")
     expected = _decode(keyed, signed_stream).content
-    for unsigned in (stream, old):
+    assert _decode(lenient, stream).content == expected
+    # Format 1 carries clipped payloads: the same payload, unescaped, in format 2, is its image.
+    expected = _decode(lenient, pack(replace(header, escaped=False), payload)).content
+    for unsigned in (old,):
         response = _decode(lenient, unsigned)
         assert response.status_code == HTTPStatus.OK and response.content == expected
     # Accepting unsigned streams does not weaken the check of signed ones.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.codecs.bitstream import EntropyTables
+from service.codecs.entropy import EntropyTables
 from service.manifest import load_manifest
 from training.entropy_tables import quantize_pmf
 from training.layers import GDN, FactorizedDensity
