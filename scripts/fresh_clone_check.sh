@@ -34,7 +34,7 @@ fi
 # The heavy suites (torchrun, Chromium, Ray, the KServe SDK) ran once in CI's stages before; a new
 # user's clone runs the hermetic rest.
 echo "== make test (AE_DATASETS unset: the full-data tests must be reported as skipped)"
-env -u AE_DATASETS make test PYTEST_ARGS='-m "not distributed and not browser and not ray and not kserve"' 2>&1 \
+env -u AE_DATASETS make test PYTEST_ARGS='-m "not distributed and not browser and not ray and not kserve and not slow"' 2>&1 \
   | tee "$workdir/make-test.log"
 grep -Eq "[0-9]+ passed" "$workdir/make-test.log" || { echo "fresh clone check: no tests passed" >&2; exit 1; }
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.codecs.tiles import tile_side_problem
 from service.memory_budget import available_memory, derived_max_image_pixels
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
@@ -151,6 +152,9 @@ class Settings(BaseSettings):
     # With a key, streams without a signature (format 1, or written by a server without a key) are refused
     # unless this is true: for a migration period while stored unsigned streams are still decoded.
     stream_accept_unsigned: bool = False
+    # Images with a side above this are coded as independent tiles of this side (service.kinds.codec_tiles):
+    # each graph run's memory is then bounded by the tile, not the image. 0: never tile.
+    codec_tile_side: int = Field(default=512, ge=0, description="codec tiles above this side; 0: never")
 
     # HTTP server (ae-serve)
     host: str = "127.0.0.1"
@@ -226,6 +230,13 @@ class Settings(BaseSettings):
                 f"AE_TRACING={value} needs the OpenTelemetry packages ({needed} is not installed): "
                 "pip install 'autoencoder-service[tracing]', or set AE_TRACING=off"
             )
+        return value
+
+    @field_validator("codec_tile_side")
+    @classmethod
+    def _valid_tile_side(cls, value: int) -> int:
+        if (problem := tile_side_problem(value)) is not None:
+            raise ValueError(f"AE_CODEC_TILE_SIDE={value}: {problem}")
         return value
 
     @field_validator("stream_key", mode="before")

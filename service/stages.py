@@ -9,20 +9,23 @@ their types: the context `prepare` hands to `finish` (C) and what `finish` retur
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from starlette.responses import Response
 
 from service.engine import OnnxEngine
+from service.errors import ServiceError
 
 Feeds = dict[str, np.ndarray]
 C = TypeVar("C")
 R = TypeVar("R")
 # Where a request is when it is abandoned: only `running` and `finishing` mean its graph ran.
+T = TypeVar("T")
 Phase = Literal["preparing", "queued", "running", "finishing"]
 
 
@@ -80,3 +83,20 @@ def run_direct(engine: OnnxEngine, job: Job[C, R]) -> R:
     """Prepare -> run -> finish for one request, without batching (evaluation code and tests)."""
     prepared = job.prepare()
     return job.finish(engine.run(prepared.feeds), prepared.context)
+
+
+async def run_all(coroutines: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run coroutines together (an OIP request's rows, an image's tiles).
+
+    The first failure cancels the rest and is raised as itself (a service error before any other).
+    """
+    if len(coroutines) == 1:  # the common request of one row: no task group to set up
+        return [await coroutines[0]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except BaseExceptionGroup as failures:
+        first = failures.exceptions[0]
+        service = [e for e in failures.exceptions if isinstance(e, ServiceError)]
+        raise (service[0] if service else first) from None
+    return [task.result() for task in tasks]

@@ -75,6 +75,9 @@ TINY_RECURRENT = [
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "full_data: needs the full data sets under AE_DATASETS (skipped without them)")
+    config.addinivalue_line(
+        "markers", "slow: a heavy test (large images); the fresh-clone check leaves it to the full run"
+    )
     config.addinivalue_line("markers", "ray: starts a local Ray cluster (skipped without ray[serve]); CI runs it alone")
     config.addinivalue_line("markers", "distributed: starts 2 CPU training processes under torchrun (gloo)")
     config.addinivalue_line("markers", "browser: drives the /ui page in Chromium via Playwright (skipped without them)")

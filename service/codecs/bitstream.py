@@ -12,10 +12,10 @@ Format 2, written by this release (big-endian integers):
     | when signed: HMAC-SHA256 (32 bytes) of everything before it, CRC included
 
 Tile side 0 means one tile covering the whole image; a tile side S > 0 means ceil(H/S) x ceil(W/S)
-tiles of S x S pixels (the last row and column cut to the image) in raster order. This release writes
-untiled streams of 3-channel images, and of 1-channel images for codecs with a gray variant (see
-service.kinds.codec), and decodes exactly those; the tile fields are defined now so that tiles need no
-further format change, and a tiled stream is refused with a message saying so.
+tiles of S x S pixels (the last row and column cut to the image) in raster order (service.codecs.tiles:
+S is a multiple of 64 from 128 up). Each tile is coded on its own. This release writes 3-channel
+streams, and 1-channel ones for codecs with a gray variant (service.kinds.codec), untiled up to
+AE_CODEC_TILE_SIDE pixels per side and tiled above it (service.kinds.codec_tiles).
 
 Format 1, written by 0.1.0 and still decoded (as an unsigned stream):
 
@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from service.codecs.tiles import tile_side_problem
 from service.errors import DecodingError
 
 MAGIC = b"AEIC"
@@ -269,11 +270,9 @@ def _read_format_2(reader: _Reader, escaped: bool) -> tuple[Header, tuple[bytes,
         raise DecodingError(
             f"stream declares {count} tiles, but {layout} over {height}x{width} pixels holds {expected}"
         )
-    if tile_side:
-        # Refused before the tile table is read: its count is bounded only by the declared size.
-        raise DecodingError(
-            f"stream is coded in tiles of {tile_side} pixels: this release decodes only untiled streams (tile side 0)"
-        )
+    if (problem := tile_side_problem(tile_side)) is not None:
+        # Refused before the tile table is read: tiny tiles would make a graph run per few pixels.
+        raise DecodingError(f"stream declares tiles of {tile_side} pixels: {problem}")
     if count * _U32.size > reader.left:
         raise DecodingError(f"stream is truncated: its table of {count} tiles does not fit in {reader.left} bytes")
     tiles = tuple(reader.take(reader.u32(f"tile {index} length"), f"tile {index} payload") for index in range(count))
@@ -305,6 +304,7 @@ class Origin(NamedTuple):
     name: str
     version: int
     channels: int
+    tile_side: int = 0
 
 
 def read_origin(data: bytes) -> Origin:
@@ -318,11 +318,15 @@ def read_origin(data: bytes) -> Origin:
     format_version, _, prologue = _read_prologue(data)
     reader = _Reader(data, prologue)
     name, version, *_ = _read_name_and_size(reader)
-    return Origin(name, version, RGB_CHANNELS if format_version == 1 else reader.u8("channel count"))
+    if format_version == 1:
+        return Origin(name, version, RGB_CHANNELS)
+    channels = reader.u8("channel count")
+    return Origin(name, version, channels, int.from_bytes(reader.take(2, "tile side"), "big"))
 
 
 def unpack(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> tuple[Header, bytes]:
-    """The header and the payload of a one-tile stream (the only kind this release decodes)."""
+    """The header and the payload of an untiled stream; 400 for a tiled one (read it with `read_stream`)."""
     stream = read_stream(data, auth)
-    (payload,) = stream.tiles  # read_stream refuses tiled streams, and an untiled one holds one tile
-    return stream.header, payload
+    if len(stream.tiles) != 1:
+        raise DecodingError(f"stream holds {len(stream.tiles)} tiles where one was expected")
+    return stream.header, stream.tiles[0]

@@ -160,6 +160,13 @@ def image_is_gray(data: bytes) -> bool:
     return _header(data).mode in GRAY_MODES
 
 
+def image_facts(data: bytes) -> tuple[bool, tuple[int, int]]:
+    """(single-channel, (height, width)) of an encoded image, from one read of its header."""
+    header = _header(data)
+    width, height = header.size
+    return header.mode in GRAY_MODES, (height, width)
+
+
 def _header(data: bytes) -> Image.Image:
     """The opened (not decoded) image: its size and mode; 400 for bytes no accepted reader takes."""
     if not data:

@@ -14,30 +14,37 @@ channels it codes, which pick the graphs: a codec with a gray variant codes a gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import Header, StreamAuthentication, pack, read_origin, unpack
-from service.codecs.image import choose_image_format, encode_image, image_is_gray
+from service.codecs.bitstream import Header, Stream, StreamAuthentication, pack, read_origin, read_stream
+from service.codecs.image import check_answer_size, choose_image_format, encode_image, image_is_gray
 from service.config import Settings
 from service.errors import DecodingError
 from service.kinds.base import Call, ModelHandler
+from service.kinds.codec_tiles import decode_original, decode_tiles, encode_tiles
 from service.kinds.image import (
     Frame,
+    Size,
     answer_pixels,
     answerable,
     finish_image,
+    image_header,
     image_spec,
     prepare_image,
-    runs_gray,
 )
 from service.limits import SizeLimits, check_run_size
 from service.model import LoadedModel
 from service.stages import Answer, Feeds, Job, Prepared, run_direct
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -107,10 +114,14 @@ def finish_stream(outputs: Feeds, original: Original, model: LoadedModel, auth: 
     return EncodedImage(pack(header, payload, auth.key), original)
 
 
-def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Frame]:
-    """Check that a stream belongs to this model and decode its latent; the key is the latent shape."""
-    header, payload = unpack(data, stream_authentication(settings))
-    m = model.manifest
+def read_checked_stream(model: LoadedModel, data: bytes, settings: Settings) -> Stream:
+    """A stream of this model, parsed and checked (signature, model, channels, tables, size); 400 / 413 else.
+
+    Everything is checked from the header, before a symbol is decoded: a payload may be tiny whatever
+    size it declares.
+    """
+    stream = read_stream(data, stream_authentication(settings))
+    header, m = stream.header, model.manifest
     if (header.name, header.version) != (m.name, m.version):
         raise DecodingError(
             f"stream was made by {header.name}/{header.version}, not {m.name}/{m.version} "
@@ -123,14 +134,24 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
             f"stream codes a {_channels(header.channels)} image, and {m.name}/{m.version} "
             f"codes {_channels(spec.channels)} images"
         )
-    tables = model.tables_for(gray)
-    if header.table_hash != tables.hash:
+    if header.table_hash != model.tables_for(gray).hash:
         raise DecodingError("stream was coded with other probability tables than this model's")
-    # From the header alone, before a symbol is decoded: the payload may be tiny whatever size it declares.
-    f = spec.stride_multiple
-    check_run_size("stream declaring", header.height, header.width, f, SizeLimits.from_settings(settings))
+    check_run_size(
+        "stream declaring", header.height, header.width, spec.stride_multiple, SizeLimits.from_settings(settings)
+    )
+    return stream
+
+
+def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepared[Frame]:
+    """Check that an untiled stream belongs to this model and decode its latent; the key is the latent shape."""
+    stream = read_checked_stream(model, data, settings)
+    header = stream.header
+    if header.tile_side:
+        raise DecodingError("a tiled stream decodes tile by tile (service.kinds.codec_tiles), not in one run")
+    f = image_spec(model).stride_multiple
     rows, columns = -(-header.height // f), -(-header.width // f)
-    latent = tables.decode(payload, rows, columns, header.escaped)
+    tables = model.tables_for(header.channels == 1 and image_spec(model).channels == 3)
+    latent = tables.decode(stream.tiles[0], rows, columns, header.escaped)
     frame = Frame(header.height, header.width, gray=header.channels == 1)
     return Prepared(latent.shape, {"latent": latent[None]}, frame, rows * columns * f * f)
 
@@ -141,22 +162,34 @@ def _channels(count: int) -> str:
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR in dB between two images in the same 0..peak range (the evaluation commands use it too)."""
-    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
+    """PSNR in dB between two images in the same 0..peak range (the evaluation commands use it too).
+
+    Summed a slice of rows at a time in float64: a 3000 x 2000 answer scored whole would need several
+    float64 copies of itself (~150 MB each) at once.
+    """
+    total, rows = 0.0, max(1, (1 << 20) // max(1, reference[..., 0, :].size))
+    for start in range(0, reference.shape[-2], rows):
+        part = reference[..., start : start + rows, :].astype(np.float64) - test[..., start : start + rows, :]
+        total += float(np.square(part).sum())
+    mse = total / reference.size
     return float("inf") if mse == 0 else 10.0 * float(np.log10(peak**2 / mse))
+
+
+def _as_8_bit(pixels: np.ndarray) -> np.ndarray:
+    """Pixels in [0, 1] as the 8-bit values an answer holds."""
+    return (np.clip(pixels, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def finish_scored_image(outputs: Feeds, original: Original, mime: str, png_level: int) -> tuple[bytes, float]:
     """The decoded image, encoded for the answer (gray for a gray original), and its PSNR against the original."""
     pixels = answer_pixels(outputs, original.frame)
-    quantized = np.rint(np.clip(pixels, 0, 1) * 255.0)
     # A gray image coded on RGB graphs was fed as three equal channels: score the answer against one.
-    reference = original.pixels[: pixels.shape[0]]
-    return encode_image(pixels, mime, png_level), psnr(np.rint(np.clip(reference, 0, 1) * 255.0), quantized)
+    reference = _as_8_bit(original.pixels[: pixels.shape[0]])
+    return encode_image(pixels, mime, png_level), psnr(reference, _as_8_bit(pixels))
 
 
 def codec_encode(model: LoadedModel, data: bytes, settings: Settings) -> EncodedImage:
-    """An encoded image's stream (one request, no batching)."""
+    """An encoded image's stream in one run, untiled whatever its size (evaluation code and tests)."""
     auth = stream_authentication(settings)
     gray = model.has_gray_variant and image_is_gray(data)
     prepare = partial(prepare_codec_image, model, data, settings, gray)
@@ -164,7 +197,7 @@ def codec_encode(model: LoadedModel, data: bytes, settings: Settings) -> Encoded
 
 
 def codec_decode(model: LoadedModel, stream: bytes, settings: Settings) -> np.ndarray:
-    """The (C, H, W) pixels in [0, 1] a stream decodes to, unquantized (one request, no batching)."""
+    """The (C, H, W) pixels in [0, 1] an untiled stream decodes to, unquantized (one run, no batching)."""
     gray = read_origin(stream).channels == 1
     return run_direct(
         model.engine_for("decode", gray), Job(partial(prepare_stream, model, stream, settings), answer_pixels)
@@ -187,18 +220,51 @@ class CodecHandler(ModelHandler):
         """Reconstruct starts on the encoder: admission there, then the decoder's batcher runs the rest."""
         return "encode" if operation == "reconstruct" else operation
 
-    async def _encoded(self, call: Call) -> EncodedImage:
-        data = await image_bytes(call.request, call.body)
-        gray = await runs_gray(self.model, data, self.settings)
+    async def encoded(
+        self, data: bytes, deadline: float, take_share: Callable[[Size], None] | None = None
+    ) -> EncodedImage:
+        """The stream of an encoded image, tiled when a side is over AE_CODEC_TILE_SIDE.
+
+        A gray image runs on the gray graphs when the model has them. `take_share` takes the image's
+        share of a request's pixel budget (OIP batches), from the header, before anything is decoded.
+        """
+        settings = self.settings
+        gray_image, size = await image_header(data, settings)
+        if take_share is not None:
+            take_share(size)
+        gray = gray_image and self.model.has_gray_variant
+        auth = stream_authentication(settings)
+        encoder = self.batcher_for("encode", gray)
+        side = settings.codec_tile_side
+        if side and max(size) > side:
+            frame, pixels = await run_in_threadpool(decode_original, self.model, data, settings, gray)
+            stream = await encode_tiles(self.model, encoder, frame, pixels, auth, side, deadline)
+            return EncodedImage(stream, Original(frame, pixels))
         job = Job(
-            partial(prepare_codec_image, self.model, data, self.settings, gray),
-            partial(finish_stream, model=self.model, auth=stream_authentication(self.settings)),
+            partial(prepare_codec_image, self.model, data, settings, gray),
+            partial(finish_stream, model=self.model, auth=auth),
         )
-        return await self.run("encode", call, job, gray)
+        return await encoder.execute(job, deadline)
+
+    async def decoded(self, stream: bytes, deadline: float, mime: str, finish: Callable[[Feeds, Frame], T]) -> T:
+        """`finish` of the image a stream of this model holds (tiled or not); a foreign or damaged stream is 400.
+
+        The answer's size is checked against the format `mime` (406) before the stream is decoded.
+        """
+        origin = read_origin(stream)  # the fixed front of the header: constant work
+        decoder = self.batcher_for("decode", origin.channels == 1)
+        if not origin.tile_side:
+            prepare = answerable(partial(prepare_stream, self.model, stream, self.settings), mime)
+            return await decoder.execute(Job(prepare, finish), deadline)
+        checked = await run_in_threadpool(read_checked_stream, self.model, stream, self.settings)
+        check_answer_size(mime, checked.header.height, checked.header.width)
+        outputs, frame = await decode_tiles(self.model, decoder, checked, deadline)
+        return await run_in_threadpool(finish, outputs, frame)
 
     async def encode(self, call: Call) -> Answer:
         """The bitstream of an image, with its rate in X-Bits-Per-Pixel."""
-        encoded = await self._encoded(call)
+        data = await image_bytes(call.request, call.body)
+        encoded = await self.encoded(data, call.deadline)
         return Answer(encoded.stream, STREAM, encoded.headers())
 
     async def decode(self, call: Call) -> Answer:
@@ -210,19 +276,17 @@ class CodecHandler(ModelHandler):
         def finish(outputs: Feeds, frame: Frame) -> Answer:
             return Answer(finish_image(outputs, frame, mime, level), mime)
 
-        gray = read_origin(call.body).channels == 1  # the fixed front of the header: constant work
-        job = Job(partial(prepare_stream, self.model, call.body, self.settings), finish)
-        return await self.run("decode", call, job, gray)
+        return await self.decoded(call.body, call.deadline, mime, finish)
 
     async def reconstruct(self, call: Call) -> Answer:
         """Encode then decode through the real stream; X-Bits-Per-Pixel and X-PSNR report it."""
         mime = choose_image_format(call.request.headers.get("accept"))
-        encoded = await self._encoded(call)
+        data = await image_bytes(call.request, call.body)
+        encoded = await self.encoded(data, call.deadline)
         level = self.settings.png_compress_level
 
         def finish(outputs: Feeds, frame: Frame) -> Answer:
             image, quality = finish_scored_image(outputs, encoded.original, mime, level)
             return Answer(image, mime, {**encoded.headers(), "X-PSNR": f"{quality:.3f}"})
 
-        prepare = answerable(partial(prepare_stream, self.model, encoded.stream, self.settings), mime)
-        return await self.run("decode", call, Job(prepare, finish), encoded.original.coded_channels == 1)
+        return await self.decoded(encoded.stream, call.deadline, mime, finish)

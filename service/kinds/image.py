@@ -28,6 +28,7 @@ from service.codecs.image import (
     choose_image_format,
     decode_image,
     encode_image,
+    image_facts,
     image_is_gray,
     luma,
     pad_to_multiple,
@@ -61,17 +62,23 @@ def image_spec(model: LoadedModel) -> ImageInputSpec:
     return spec
 
 
-async def runs_gray(model: LoadedModel, data: bytes, settings: Settings) -> bool:
-    """Whether `data` runs on the model's gray graphs: a gray image, and a model with a gray variant.
+async def image_header(data: bytes, settings: Settings) -> tuple[bool, Size]:
+    """(single-channel, (height, width)) of an encoded image from its header alone.
 
-    Only the header is read (a small body's inline, a large one's in a worker thread); a body no
-    reader takes is 400 here, as its decoding would be.
+    A small body's header is read inline, a large one's in a worker thread; a body no reader takes is
+    400 here, as its decoding would be.
     """
+    if len(data) <= settings.loop_inline_max_bytes:
+        return image_facts(data)
+    return await asyncio.to_thread(image_facts, data)
+
+
+async def runs_gray(model: LoadedModel, data: bytes, settings: Settings) -> bool:
+    """Whether `data` runs on the model's gray graphs: a gray image, and a model with a gray variant."""
     if not model.has_gray_variant:
         return False
-    if len(data) <= settings.loop_inline_max_bytes:
-        return image_is_gray(data)
-    return await asyncio.to_thread(image_is_gray, data)
+    gray, _ = await image_header(data, settings)
+    return gray
 
 
 def prepare_image(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool = False) -> Prepared[Frame]:

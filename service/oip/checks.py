@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-from service.errors import InvalidInputError, ServiceError
+from service.errors import InvalidInputError
 from service.oip.models import OipModel
 from service.oip.rest import InferRequest
 from service.oip.tensors import Tensor, TensorSpec
-
-T = TypeVar("T")
 
 
 def checked_inputs(oip: OipModel, request: InferRequest) -> dict[str, Tensor]:
@@ -72,17 +66,3 @@ def selected_outputs(oip: OipModel, request: InferRequest, outputs: list[Tensor]
             )
         chosen.append(computed[wanted.name])
     return chosen
-
-
-async def run_all(coroutines: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run the rows' coroutines together; the first failure cancels the rest and is raised as itself."""
-    if len(coroutines) == 1:  # the common request of one row: no task group to set up
-        return [await coroutines[0]]
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(c) for c in coroutines]
-    except BaseExceptionGroup as failures:
-        first = failures.exceptions[0]
-        service = [e for e in failures.exceptions if isinstance(e, ServiceError)]
-        raise (service[0] if service else first) from None
-    return [task.result() for task in tasks]

@@ -16,16 +16,14 @@ from functools import partial
 
 import numpy as np
 
-from service.codecs.bitstream import read_origin, unpack
+from service.codecs.bitstream import read_stream
 from service.codecs.image import image_size
 from service.config import Settings
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.kinds.codec import (
+    CodecHandler,
     EncodedImage,
     finish_scored_image,
-    finish_stream,
-    prepare_codec_image,
-    prepare_stream,
     stream_authentication,
 )
 from service.kinds.image import (
@@ -40,11 +38,11 @@ from service.kinds.image import (
     runs_gray,
 )
 from service.limits import padded
-from service.oip.checks import check_batch, check_parameters, checked_inputs, run_all
+from service.oip.checks import check_batch, check_parameters, checked_inputs
 from service.oip.models import OipModel
 from service.oip.rest import InferRequest
 from service.oip.tensors import BYTES, Tensor
-from service.stages import C, Feeds, Job, Prepared
+from service.stages import C, Feeds, Job, Prepared, run_all
 
 PNG = "image/png"
 
@@ -185,48 +183,46 @@ async def _decode_latents(
     return [await _png_rows(oip, "decode", prepares, settings, deadline)]
 
 
+def _codec(oip: OipModel) -> CodecHandler:
+    handler = oip.model.handler
+    assert isinstance(handler, CodecHandler), "only codecs take and give streams"
+    return handler
+
+
 async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Settings, deadline: float) -> list[Tensor]:
     check_batch(oip, len(streams), settings.max_batch_size, "streams")
     auth = stream_authentication(settings)
 
     def declared_sizes() -> list[Size]:  # checksums and signatures, no entropy decoding
-        return [(header.height, header.width) for header, _ in (unpack(s, auth) for s in streams)]
+        return [(s.header.height, s.header.width) for s in (read_stream(data, auth) for data in streams)]
 
     if len(streams) > 1:  # a lone stream's own decode checks its declared size against the same limit
         PixelBudget(oip, settings, len(streams)).check_all(await asyncio.to_thread(declared_sizes))
-    rows: list[Row] = [
-        (partial(prepare_stream, oip.model, stream, settings), read_origin(stream).channels == 1) for stream in streams
-    ]
-    return [await _png_rows(oip, "decode", rows, settings, deadline)]
+    finish = partial(finish_image, mime=PNG, png_level=settings.png_compress_level)
+    images = await run_all([_codec(oip).decoded(stream, deadline, PNG, finish) for stream in streams])
+    return [Tensor("image", BYTES, (len(images),), images)]
 
 
 async def _codec_images(
     oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
 ) -> list[Tensor]:
     """A codec's encode (streams and their rates) or reconstruct (through the real stream, scored)."""
-    model, handler, level = oip.model, oip.model.handler, settings.png_compress_level
-    auth = stream_authentication(settings)
-
-    async def encoded(data: bytes) -> EncodedImage:
-        gray = await runs_gray(model, data, settings)
-        prepare = budget.image(partial(prepare_codec_image, model, data, settings, gray), data)
-        job = Job(prepare, partial(finish_stream, model=model, auth=auth))
-        return await handler.batcher_for("encode", gray).execute(job, deadline)
+    handler, level = _codec(oip), settings.png_compress_level
+    # A lone image needs no share: its own decode checks it against the same limit, from its header.
+    take_share = budget.take if len(elements) > 1 else None
 
     async def round_trip(data: bytes) -> tuple[EncodedImage, bytes, float]:
-        stream = await encoded(data)
+        stream = await handler.encoded(data, deadline, take_share)
 
         def finish(outputs: Feeds, frame: Frame) -> tuple[bytes, float]:
             return finish_scored_image(outputs, stream.original, PNG, level)
 
-        prepare = answerable(partial(prepare_stream, model, stream.stream, settings), PNG)
-        decoder = handler.batcher_for("decode", stream.original.coded_channels == 1)
-        image, quality = await decoder.execute(Job(prepare, finish), deadline)
+        image, quality = await handler.decoded(stream.stream, deadline, PNG, finish)
         return stream, image, quality
 
     rows = len(elements)
     if oip.operation == "encode":
-        streams = await run_all([encoded(data) for data in elements])
+        streams = await run_all([handler.encoded(data, deadline, take_share) for data in elements])
         rates = np.asarray([s.bits_per_pixel for s in streams], np.float32)
         stream_tensor = Tensor("stream", BYTES, (rows,), [s.stream for s in streams])
         return [stream_tensor, Tensor("bits_per_pixel", "FP32", (rows,), rates)]

@@ -125,7 +125,7 @@ def test_a_model_without_gray_variant_answers_a_gray_image_gray(base: str) -> No
 def test_a_codec_with_a_gray_variant_codes_a_gray_image_as_one_channel(base: str) -> None:
     gray, rgb = _image("L"), _image("RGB")
     status, stream, headers = _post(f"{base}/v1/models/tiny-codec/encode", gray, "image/png")
-    assert status == 200 and read_origin(stream) == ("tiny-codec", 2, 1)
+    assert status == 200 and read_origin(stream)[:3] == ("tiny-codec", 2, 1)
     status, colour_stream, _ = _post(f"{base}/v1/models/tiny-codec/encode", rgb, "image/png")
     assert status == 200 and read_origin(colour_stream).channels == 3
     # Decoded by the stream's own header, on the gray decoder: a gray image of the original size.
@@ -139,7 +139,7 @@ def test_a_codec_with_a_gray_variant_codes_a_gray_image_as_one_channel(base: str
 
 def test_a_codec_without_gray_variant_codes_gray_as_rgb_and_refuses_gray_streams(base: str) -> None:
     status, stream, _ = _post(f"{base}/v1/models/tiny-codec/versions/1/encode", _image("L"), "image/png")
-    assert status == 200 and read_origin(stream) == ("tiny-codec", 1, 3)
+    assert status == 200 and read_origin(stream)[:3] == ("tiny-codec", 1, 3)
     status, body, _ = _post(f"{base}/v1/models/tiny-codec/versions/1/reconstruct", _image("L"), "image/png")
     assert status == 200 and _mode(body)[0] == "L"  # gray in, gray out, even through an RGB stream
     # A 1-channel stream naming v1 (written here: v1 never writes one) is refused, naming why.

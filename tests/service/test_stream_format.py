@@ -171,7 +171,10 @@ def _hostile_fields():
         pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x81), "flags 0x83 set bits", id="unknown-flag-bit-7"),
         pytest.param(format_2(replace(HEADER, channels=0), tile(PAYLOAD)), "declares 0 channels", id="channels-0"),
         pytest.param(format_2(replace(HEADER, channels=4), tile(PAYLOAD)), "declares 4 channels", id="channels-4"),
-        pytest.param(pack_tiles(tiled, [PAYLOAD] * 12), "tiles of 16 pixels", id="tiled"),
+        pytest.param(pack_tiles(tiled, [PAYLOAD] * 12), "tiles of 16 pixels", id="tiles-too-small"),
+        pytest.param(
+            pack_tiles(replace(HEADER, tile_side=100), [PAYLOAD]), "a multiple of 64 from 128", id="tile-side-100"
+        ),
         pytest.param(
             format_2(tiled, tile(PAYLOAD), tile_count=1), "declares 1 tiles, but tiles of 16", id="tiled-count"
         ),
@@ -192,6 +195,15 @@ def _hostile_fields():
         pytest.param(format_1(HEADER, PAYLOAD) + b"\x00", "checksum mismatch", id="format-1-trailing"),
         pytest.param(format_2(gray, tile(PAYLOAD)), None, id="gray-unpacks-the-model-refuses-it"),
     ]
+
+
+def test_a_tiled_stream_unpacks_its_grid_of_tiles_in_raster_order():
+    header = replace(HEADER, height=300, width=200, tile_side=128)  # 3 rows x 2 columns
+    payloads = [bytes([index]) * 8 for index in range(6)]
+    stream = read_stream(pack_tiles(header, payloads))
+    assert (stream.header, stream.tiles) == (header, tuple(payloads))
+    with pytest.raises(DecodingError, match="6 tiles where one was expected"):
+        unpack(pack_tiles(header, payloads))
 
 
 @pytest.mark.parametrize(("data", "message"), _hostile_fields())

@@ -1,0 +1,104 @@
+"""Tiled codec streams: an image with a side above AE_CODEC_TILE_SIDE is coded as independent tiles.
+
+Why: a graph's peak memory grows with the pixels one run covers (up to ~1000 bytes per pixel for the
+committed codecs), so a 3000 x 2000 photo in one run would need gigabytes. Cut into S x S tiles
+(service.codecs.tiles), each tile is its own job on the graph's batcher: a run's memory is bounded by the
+tile, tiles of one image run concurrently (batched together when small enough, else one after another
+on the graph), and each tile's latent is its own payload in the stream's tile table. Tiles share no
+context, so their seams cost some PSNR and rate: measured in docs/benchmarks.md ("Codec tiles").
+
+Encoding decodes the image once (a worker thread), then each tile crops and pads its part; decoding
+reads and checks the whole stream once, then each tile decodes its own payload. The image-sized buffers
+(the decoded image, the assembled answer) are what stays proportional to the image.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from service.batching import MicroBatcher
+from service.codecs.bitstream import Header, Stream, StreamAuthentication, pack_tiles
+from service.codecs.image import decode_image, pad_to_multiple
+from service.codecs.tiles import Box, tile_boxes
+from service.config import Settings
+from service.kinds.image import Frame, image_spec
+from service.limits import SizeLimits
+from service.model import LoadedModel
+from service.stages import Feeds, Job, Prepared, run_all
+
+
+def decode_original(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool) -> tuple[Frame, np.ndarray]:
+    """The image's frame and its pixels as the graphs take them (C, H, W), unpadded; limits checked."""
+    spec = image_spec(model)
+    channels = 1 if gray_graph or spec.channels == 1 else None
+    image = decode_image(data, channels, SizeLimits.from_settings(settings), spec.stride_multiple)
+    frame = Frame(image.shape[1], image.shape[2], gray=image.shape[0] == 1)
+    if not gray_graph and image.shape[0] != spec.channels:
+        image = np.repeat(image, spec.channels, axis=0)  # a gray image on an RGB graph
+    return frame, image
+
+
+def _tile_image(pixels: np.ndarray, box: Box, stride: int) -> Prepared[Box]:
+    crop = pixels[:, box.top : box.top + box.height, box.left : box.left + box.width]
+    batch = pad_to_multiple(np.ascontiguousarray(crop)[None], stride)
+    height, width = batch.shape[-2:]
+    return Prepared((height, width), {"image": batch}, box, height * width)
+
+
+def _latent(outputs: Feeds, box: Box) -> np.ndarray:
+    return outputs["latent"][0]
+
+
+async def encode_tiles(
+    model: LoadedModel,
+    encoder: MicroBatcher,
+    frame: Frame,
+    pixels: np.ndarray,
+    auth: StreamAuthentication,
+    side: int,
+    deadline: float,
+) -> bytes:
+    """The tiled stream of an image already decoded (`decode_original`), each tile a job on `encoder`."""
+    stride = image_spec(model).stride_multiple
+    boxes = tile_boxes(frame.height, frame.width, side)
+    jobs = [Job(partial(_tile_image, pixels, box, stride), _latent) for box in boxes]
+    latents = await run_all([encoder.execute(job, deadline) for job in jobs])
+    channels = pixels.shape[0]
+    tables = model.tables_for(gray=channels == 1)
+    m = model.manifest
+    header = Header(m.name, m.version, tables.hash, frame.height, frame.width, channels, side)
+
+    def pack() -> bytes:  # entropy coding: a worker thread
+        return pack_tiles(header, [tables.encode(latent) for latent in latents], auth.key)
+
+    return await run_in_threadpool(pack)
+
+
+def _tile_latent(model: LoadedModel, stream: Stream, index: int, box: Box) -> Prepared[Box]:
+    header = stream.header
+    f = image_spec(model).stride_multiple
+    rows, columns = -(-box.height // f), -(-box.width // f)
+    tables = model.tables_for(gray=header.channels == 1 and image_spec(model).channels == 3)
+    latent = tables.decode(stream.tiles[index], rows, columns, header.escaped)
+    return Prepared(latent.shape, {"latent": latent[None]}, box, rows * columns * f * f)
+
+
+def _tile_pixels(outputs: Feeds, box: Box) -> np.ndarray:
+    return outputs["reconstruction"][0, :, : box.height, : box.width]
+
+
+async def decode_tiles(
+    model: LoadedModel, decoder: MicroBatcher, stream: Stream, deadline: float
+) -> tuple[Feeds, Frame]:
+    """A checked tiled stream's image, each tile a job on `decoder`: (outputs as one run's, frame)."""
+    header = stream.header
+    boxes = tile_boxes(header.height, header.width, header.tile_side)
+    jobs = [Job(partial(_tile_latent, model, stream, index, box), _tile_pixels) for index, box in enumerate(boxes)]
+    tiles = await run_all([decoder.execute(job, deadline) for job in jobs])
+    image = np.empty((tiles[0].shape[0], header.height, header.width), np.float32)
+    for box, tile in zip(boxes, tiles, strict=True):
+        image[:, box.top : box.top + box.height, box.left : box.left + box.width] = tile
+    return {"reconstruction": image[None]}, Frame(header.height, header.width, gray=header.channels == 1)
