@@ -154,7 +154,10 @@ def _parser() -> argparse.ArgumentParser:
     codec.add_argument(
         "--models", nargs="+", default=[f"image-codec-q{q}" for q in (1, 2, 3, 4, 5)], help=model_help + " (each)"
     )
-    codec.add_argument("--out", type=Path, default=None, help="default: docs/evaluation/<ladder>/v<N>/")
+    codec.add_argument("--gray", action="store_true", help="the photos in gray: gray streams, JPEG's gray mode")
+    codec.add_argument(
+        "--out", type=Path, default=None, help="default: docs/evaluation/<ladder>/v<N>/ (.../gray/ with --gray)"
+    )
     denoise = kinds.add_parser(
         "denoise", parents=[repository], help="PSNR/SSIM of the denoiser against BM3D and non-local means"
     )
@@ -220,7 +223,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     if args.kind == "codec":
         from training.evaluate import codec
 
-        return codec.run(args.images, [model(m) for m in args.models], args.out, args.split)
+        return codec.run(args.images, [model(m) for m in args.models], args.out, args.split, gray=args.gray)
     if args.kind == "images":
         from training.evaluate import images
 

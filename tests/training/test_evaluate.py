@@ -71,7 +71,8 @@ def test_bd_rate_of_a_curve_against_itself_is_zero_and_cheaper_is_negative():
     assert np.isnan(psnr_at_rate(rates, psnrs, 2.0))
 
 
-def test_evaluate_codec_cli(tiny_models, tmp_path):
+@pytest.mark.parametrize("gray", [False, True], ids=["rgb", "gray"])
+def test_evaluate_codec_cli(tiny_models, tmp_path, gray):
     from tests.conftest import BSDS
 
     images = tmp_path / "few"
@@ -79,24 +80,10 @@ def test_evaluate_codec_cli(tiny_models, tmp_path):
     for name in sorted(p.name for p in BSDS.iterdir())[:2]:
         (images / name).write_bytes((BSDS / name).read_bytes())
     out = tmp_path / "codec"
-    assert (
-        main(
-            [
-                "evaluate",
-                "codec",
-                "--images",
-                str(images),
-                "--split",
-                "all",
-                "--models",
-                str(tiny_models / "tiny-codec"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    args = ["evaluate", "codec", "--images", str(images), "--split", "all", "--models", str(tiny_models / "tiny-codec")]
+    assert main([*args, "--out", str(out), *(["--gray"] if gray else [])]) == 0
     report = json.loads((out / "codec.json").read_text())
+    assert report["mode"] == ("gray" if gray else "rgb")
     assert report["models"] == {"tiny-codec": 1}
     assert report["count"] == 2 and set(report["curves"]) == {"ours", "JPEG", "WEBP"}
     ours = report["curves"]["ours"][0]

@@ -4,6 +4,10 @@ For every held-out image and every operating point (each codec model; JPEG and W
 qualities through Pillow): bits per pixel from the real bytes (our stream's header and checksum
 included), PSNR and MS-SSIM (pytorch-msssim) of the decoded 8-bit pixels. Means per operating point
 make the RD curves; BD-rate compares the curves; PSNR at 0.25 and 0.5 bpp is interpolated.
+
+`gray`: the photos converted to gray (luma) and scored as gray: ours through the service's gray path
+(a 1-channel stream on a model's gray variant; else the RGB graphs, answered as luma), JPEG in its gray
+mode, WebP (which has none: it codes the gray image as RGB). Reported under `.../gray/`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from PIL import Image
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
+from service.codecs.image import luma
 from service.config import Settings
 from service.kinds.codec import codec_decode, codec_encode, psnr
 from service.model import LoadedModel
@@ -32,7 +37,10 @@ _SETTINGS = Settings(max_image_pixels=100_000_000)
 
 
 def _score(original: np.ndarray, decoded: np.ndarray, size_bytes: int) -> dict[str, float]:
-    tensors = [torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None] for a in (original, decoded)]
+    """bpp, PSNR and MS-SSIM of 8-bit (H, W, 3) or gray (H, W) pixels."""
+    tensors = [
+        torch.from_numpy(np.atleast_3d(a).astype(np.float32)).permute(2, 0, 1)[None] for a in (original, decoded)
+    ]
     return {
         "bpp": size_bytes * 8 / (original.shape[0] * original.shape[1]),
         "psnr": psnr(original, decoded),
@@ -43,15 +51,17 @@ def _score(original: np.ndarray, decoded: np.ndarray, size_bytes: int) -> dict[s
 def _pillow_point(original: np.ndarray, fmt: str, quality: int) -> dict[str, float]:
     out = io.BytesIO()
     Image.fromarray(original).save(out, format=fmt, quality=quality)
-    decoded = np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    decoded = np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("L" if original.ndim == 2 else "RGB"))
     return _score(original, decoded, len(out.getvalue()))
 
 
 def _codec_point(model: LoadedModel, original: np.ndarray, png: bytes) -> dict[str, float]:
     encoded = codec_encode(model, png, _SETTINGS)
     decoded = codec_decode(model, encoded.stream, _SETTINGS)
+    if original.ndim == 2:  # a gray photo: a gray variant's answer, or the luma of an RGB stream's
+        decoded = luma(decoded)
     pixels = np.rint(np.clip(decoded, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-    return _score(original, pixels, len(encoded.stream))
+    return _score(original, pixels[..., 0] if original.ndim == 2 else pixels, len(encoded.stream))
 
 
 def _curves(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -92,17 +102,20 @@ def ladder_folder(models: list[LoadedModel]) -> Path:
     return evaluation_folder(name, max(m.manifest.version for m in models))
 
 
-def run(images: Path, model_dirs: list[Path], out: Path | None = None, split: str = "heldout") -> dict[str, Any]:
+def run(
+    images: Path, model_dirs: list[Path], out: Path | None = None, split: str = "heldout", gray: bool = False
+) -> dict[str, Any]:
     """Evaluate, write `codec.csv` (per image), `codec.json` (curves, BD-rates) and `rd_curves.png`.
 
-    `out` defaults to `ladder_folder` of the models scored; the report's `models` names each version.
+    `out` defaults to `ladder_folder` of the models scored (`.../gray/` with `gray`); the report's
+    `models` names each version.
     """
     files = select_images(images, split)
     models = [load_served(d) for d in model_dirs]
-    out = out or ladder_folder(models)
+    out = out or ladder_folder(models) / ("gray" if gray else "")
     rows: list[dict[str, Any]] = []
     for path in tqdm(files, desc="codec evaluation", unit="image"):
-        original = np.asarray(Image.open(path).convert("RGB"))
+        original = np.asarray(Image.open(path).convert("L" if gray else "RGB"))
         png = png_bytes(original)
         for model in models:
             rows.append(
@@ -128,6 +141,7 @@ def run(images: Path, model_dirs: list[Path], out: Path | None = None, split: st
         "models": scored_versions(*models),
         "images": str(images),
         "split": split,
+        "mode": "gray" if gray else "rgb",
         "count": len(files),
         "summary": _summary(curves),
         "curves": curves,
