@@ -42,3 +42,8 @@ def test_a_gpu_host_gets_few_workers_each_with_a_bounded_share_of_the_card() -> 
     assert environment["AE_GPU_MEMORY_LIMIT_MB"] == "${AE_GPU_MEMORY_LIMIT_MB:-6144}"
     cpu = _environment("docker-compose.cpu.yml")
     assert cpu["AE_WORKERS"] == "${AE_WORKERS:-0}" and cpu["AE_PROVIDERS"] == '["CPUExecutionProvider"]'
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert [f"AE_{f.upper()}" for f in Settings.model_fields if f"`AE_{f.upper()}`" not in readme] == []
