@@ -1,11 +1,13 @@
 """Encode and decode time of a 768x512 photo through the running service, per codec quality level.
 
-    python -m bench.codec_timing [--image PATH] [--repeats 5] [--out docs/codec_timing.json]
+    python -m bench.codec_timing [--image PATH] [--repeats 5] [--size 768x512] [--out docs/codec_timing.json]
 
 Starts `ae-serve` on the committed models, sends the photo to each level's `encode` (PNG in, bitstream
 out) and the stream to `decode` (bitstream in, PNG out) over loopback, one request at a time, and
-reports the median and best wall time of each. The default photo is the first held-out BSDS image,
-cropped or edge-padded to 768x512 (the Kodak size) so the number compares with published ones.
+reports the median and best wall time of each, and the median per megapixel. The default photo is the
+first held-out BSDS image, cropped or mirrored out to 768x512 (the Kodak size) so the number compares
+with published ones; `--size 3072x2048` times a large photo, which the service codes in tiles
+(AE_CODEC_TILE_SIDE).
 """
 
 from __future__ import annotations
@@ -31,18 +33,18 @@ DATA = Path(os.environ.get("AE_DATASETS", ROOT.parent / "shared" / "datasets"))
 WIDTH, HEIGHT = 768, 512
 
 
-def photo(path: Path | None) -> bytes:
-    """PNG bytes of a 768x512 RGB photo (cropped, or padded by edge replication)."""
+def photo(path: Path | None, width: int = WIDTH, height: int = HEIGHT) -> bytes:
+    """PNG bytes of a `width` x `height` RGB photo (cropped; mirrored out where it is smaller)."""
     if path is None:
         # The first held-out photo: every 10th file by sorted name is the training runs' validation split.
         path = sorted((DATA / "images" / "bsds400").rglob("*.jpg"))[0]
     pixels = np.asarray(Image.open(path).convert("RGB"))
     if pixels.shape[0] > pixels.shape[1]:
         pixels = pixels.transpose(1, 0, 2)  # landscape, as 768x512 is
-    pixels = pixels[:HEIGHT, :WIDTH]
-    pad = ((0, HEIGHT - pixels.shape[0]), (0, WIDTH - pixels.shape[1]), (0, 0))
+    pixels = pixels[:height, :width]
+    pad = ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0))
     out = io.BytesIO()
-    Image.fromarray(np.pad(pixels, pad, mode="edge")).save(out, format="PNG")
+    Image.fromarray(np.pad(pixels, pad, mode="symmetric")).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -54,7 +56,7 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[float, bytes, dict[
         return time.perf_counter() - started, payload, {k.lower(): v for k, v in response.headers.items()}
 
 
-def measure(base: str, models: list[str], png: bytes, repeats: int) -> list[dict[str, object]]:
+def measure(base: str, models: list[str], png: bytes, repeats: int, megapixels: float) -> list[dict[str, object]]:
     """Median and best encode and decode seconds per model (one warm-up request each first)."""
     rows = []
     for name in models:
@@ -75,6 +77,8 @@ def measure(base: str, models: list[str], png: bytes, repeats: int) -> list[dict
                 "encode_s_best": min(encode_times),
                 "decode_s_median": statistics.median(decode_times),
                 "decode_s_best": min(decode_times),
+                "encode_s_per_megapixel": statistics.median(encode_times) / megapixels,
+                "decode_s_per_megapixel": statistics.median(decode_times) / megapixels,
             }
         )
     return rows
@@ -85,20 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WIDTHxHEIGHT of the photo timed")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "codec_timing.json")
     args = parser.parse_args(argv)
     names = sorted(p.name for p in args.models_dir.glob("image-codec-q*"))
-    png = photo(args.image)
+    width, height = (int(side) for side in args.size.lower().split("x"))
+    png = photo(args.image, width, height)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {"AE_PROVIDERS": '["CPUExecutionProvider"]'}
+    env = {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_MAX_IMAGE_PIXELS": str(max(width * height * 2, 1 << 24))}
     with spawned(service_command(port, args.models_dir), env, base, "/health/ready"):
-        rows = measure(base, names, png, args.repeats)
+        rows = measure(base, names, png, args.repeats, width * height / 1e6)
     report = {
         "command": "python -m bench.codec_timing " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, python {platform.python_version()}",
-        "image": f"{WIDTH}x{HEIGHT}",
+        "image": f"{width}x{height}",
         "rows": rows,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
