@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +41,9 @@ def prepare_workers(settings: Settings) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     for stale in Path(folder).glob("*.db"):
         stale.unlink()
-    os.environ["AE_WORKER_SLOTS_DIR"] = tempfile.mkdtemp(prefix="ae-workers-")
+    slots = tempfile.mkdtemp(prefix="ae-workers-")
+    os.environ["AE_WORKER_SLOTS_DIR"] = slots
+    atexit.register(shutil.rmtree, slots, ignore_errors=True)  # the parent outlives its workers
 
 
 def prepare_model_control(settings: Settings) -> None:

@@ -16,6 +16,7 @@ less), never as a crash. Without CUDA in use the setting does nothing, and the s
 from __future__ import annotations
 
 import logging
+import threading
 
 import onnxruntime as ort
 
@@ -27,6 +28,7 @@ _KIND_SAME_AS_REQUESTED = 1  # arena_extend_strategy: grow by what a run asks fo
 # How this process bounds CUDA memory, decided once (the environment's allocator is per process):
 # "shared arena", "per session" (the fallback) or None (not decided yet).
 _mode: str | None = None
+_deciding = threading.Lock()  # versions load in worker threads (model control, lazy loads) at once
 
 
 def cuda_memory_options(limit_mb: int, device_id: int = 0) -> tuple[dict[str, str], dict[str, str]]:
@@ -36,25 +38,29 @@ def cuda_memory_options(limit_mb: int, device_id: int = 0) -> tuple[dict[str, st
     """
     global _mode
     limit = str(limit_mb * 1024 * 1024)
-    if _mode is None:
-        try:
-            memory = ort.OrtMemoryInfo(
-                "Cuda", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, device_id, ort.OrtMemType.DEFAULT
-            )
-            arena = ort.OrtArenaCfg({"max_mem": int(limit), "arena_extend_strategy": _KIND_SAME_AS_REQUESTED})
-            ort.create_and_register_allocator_v2(CUDA, memory, {"device_id": str(device_id)}, arena)
-            _mode = "shared arena"
-        except (RuntimeError, ValueError, TypeError, AttributeError) as error:
-            _mode = "per session"
-            logger.warning(
-                "AE_GPU_MEMORY_LIMIT_MB=%d: ONNX Runtime could not share one CUDA arena among this worker's sessions "
-                "(%s); each session is bounded to it instead",
-                limit_mb,
-                error,
-            )
+    with _deciding:
+        if _mode is None:
+            _mode = _register_shared_arena(limit_mb, device_id)
     if _mode == "shared arena":
         return {"session.use_env_allocators": "1"}, {}
     return {}, {"gpu_mem_limit": limit, "arena_extend_strategy": "kSameAsRequested"}
+
+
+def _register_shared_arena(limit_mb: int, device_id: int) -> str:
+    """Register this process's one CUDA arena, capped at the limit; how sessions are bounded ("shared arena" or not)."""
+    try:
+        memory = ort.OrtMemoryInfo("Cuda", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, device_id, ort.OrtMemType.DEFAULT)
+        arena = ort.OrtArenaCfg({"max_mem": limit_mb * 1024 * 1024, "arena_extend_strategy": _KIND_SAME_AS_REQUESTED})
+        ort.create_and_register_allocator_v2(CUDA, memory, {"device_id": str(device_id)}, arena)
+    except (RuntimeError, ValueError, TypeError, AttributeError) as error:
+        logger.warning(
+            "AE_GPU_MEMORY_LIMIT_MB=%d: ONNX Runtime could not share one CUDA arena among this worker's sessions "
+            "(%s); each session is bounded to it instead",
+            limit_mb,
+            error,
+        )
+        return "per session"
+    return "shared arena"
 
 
 def gpu_memory_summary(limit_mb: int, providers_in_use: list[str]) -> str:

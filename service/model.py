@@ -51,8 +51,11 @@ class LoadedModel:
         return self.manifest.has_gray_variant
 
     def tables_for(self, gray: bool) -> EntropyTables:
-        """A codec's entropy tables for RGB or (its gray variant's) gray latents."""
-        tables = self.gray_tables if gray else self.tables
+        """A codec's tables for a 1-channel (`gray`) or 3-channel stream: its gray variant's for gray, when it has one.
+
+        A codec trained on gray images alone (input channels 1, no variant) codes gray with its own tables.
+        """
+        tables = self.gray_tables if gray and self.has_gray_variant else self.tables
         assert tables is not None, "only codecs, and for gray only those with a gray variant, have tables"
         return tables
 

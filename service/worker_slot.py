@@ -25,6 +25,7 @@ def claim_worker_index(folder: Path | None) -> int:
     """The lowest slot under `folder` no live process holds, now held by this one; 0 without a folder."""
     if folder is None:
         return 0
+    folder.mkdir(parents=True, exist_ok=True)  # removed under a running server (a tmp cleaner): made again
     for index in range(MAX_SLOTS):
         handle = (folder / f"{index}.lock").open("ab")
         try:

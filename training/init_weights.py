@@ -6,11 +6,14 @@ names them `model.<parameter>`, so every trained parameter of the graphs' module
 no graph holds (a codec's density model, which the service replaced by integer tables) start fresh,
 and the caller is told which.
 
-When the run is gray (`channels = 1`) and the weights are RGB, they are converted so that the gray
-network computes on a gray image exactly what the RGB network computes on that image replicated to
-three channels, followed by the luma of its RGB answer: input filters summed over their RGB inputs,
-output filters combined with the luma weights. Fine-tuning on gray data then starts from the RGB
-model's quality instead of from scratch.
+When the run is gray (`channels = 1`) and the weights are RGB, they are converted: input filters
+summed over their RGB inputs, output filters combined with the luma weights. The gray network then
+computes on a gray image what the RGB network computes on that image replicated to three channels,
+followed by the luma of its answer: exactly for a linear output (a codec's synthesis, a residual
+denoiser's correction, up to where its answer is clipped to [0, 1]), approximately through a sigmoid
+output (plain conv autoencoders). Fine-tuning on gray data then starts from the RGB model's quality
+instead of from scratch. A version that already has a gray variant gives a gray run its gray graphs'
+weights as they are, and an RGB run its RGB graphs'.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from service.manifest import GRAY_PREFIX
 from training.checkpoint import BEST, LATEST, load_checkpoint
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
@@ -41,7 +45,7 @@ class InitialWeights:
 def load_initial_weights(source: Path, model: nn.Module, family: str, channels: int) -> InitialWeights:
     """Weights from a run or model version, converted to gray when the run is gray; see the module doc."""
     if (source / "model.json").is_file():
-        state, rgb = _from_model_version(source)
+        state, rgb = _from_model_version(source, gray=channels == 1)
     elif (source / BEST).is_file() or (source / LATEST).is_file():
         saved = load_checkpoint(source / BEST if (source / BEST).is_file() else source / LATEST)
         state, rgb = saved["model"], saved["config"]["model"].get("channels", 3) == 3
@@ -67,19 +71,24 @@ def apply_initial_weights(model: nn.Module, weights: InitialWeights) -> None:
     model.load_state_dict(weights.state, strict=not weights.fresh)
 
 
-def _from_model_version(folder: Path) -> tuple[dict[str, Tensor], bool]:
+def _from_model_version(folder: Path, gray: bool) -> tuple[dict[str, Tensor], bool]:
+    """(weights, whether they are RGB) from a version's graphs: its gray variant's for a gray run, if it has one."""
     import onnx  # a training dependency, imported here so that fit without --init-from never needs it
     from onnx import numpy_helper
 
     manifest = json.loads((folder / "model.json").read_text())
+    has_variant = any(role.startswith(GRAY_PREFIX) for role in manifest["graphs"])
+    use_variant = gray and has_variant
     state: dict[str, Tensor] = {}
-    for graph in manifest["graphs"].values():
+    for role, graph in manifest["graphs"].items():
+        if role.startswith(GRAY_PREFIX) != use_variant:
+            continue
         for init in onnx.load(str(folder / graph["file"])).graph.initializer:
             if init.name.startswith(ONNX_PREFIX):  # parameters; the exporter's own constants are not
                 state[init.name.removeprefix(ONNX_PREFIX)] = torch.from_numpy(numpy_helper.to_array(init).copy())
     if not state:
         raise ValueError(f"{folder}: its graphs hold no named parameters to start from")
-    return state, manifest["input"]["channels"] == 3
+    return state, manifest["input"]["channels"] == 3 and not use_variant
 
 
 def _luma(out_axis: int) -> Callable[[Tensor], Tensor]:

@@ -123,7 +123,8 @@ def pack_tiles(header: Header, tiles: Sequence[bytes], key: bytes | None = None)
     """Serialize a format 2 stream of `tiles` as given (signed when a key is given).
 
     The writer trusts its caller: it writes the tile count it is handed, so tests can build streams
-    whose count contradicts their layout. The service writes only through `pack`.
+    whose count contradicts their layout. The service writes one tile through `pack` and tiles through
+    `service.kinds.codec_tiles`, whose grid always fits the header.
     """
     name = header.name.encode("utf-8")
     if len(name) > 255:
@@ -147,7 +148,7 @@ def pack_tiles(header: Header, tiles: Sequence[bytes], key: bytes | None = None)
 
 
 def pack(header: Header, payload: bytes, key: bytes | None = None) -> bytes:
-    """Serialize a one-tile stream (what this release encodes), signed when a key is given."""
+    """Serialize an untiled (one-tile) stream, signed when a key is given."""
     return pack_tiles(header, [payload], key)
 
 

@@ -7,9 +7,11 @@ written at export (training/entropy_tables.py). Two codings use them:
   plus one escape symbol of the smallest probability. A value inside the support is its symbol; a value
   outside it is the escape symbol, and after the channel's symbols each escaped value follows exactly,
   bypass-coded: its distance from the support's offset, zigzag-mapped to n >= 0, as the bit length of n
-  (uniform over 0..34) and the bits below n's leading one (uniform, 16 at a time). So every integer
-  latent within +-2^31 comes back exactly; escapes cost ~ the bits of the value plus 23 bits, and
-  nothing when a latent stays in range (the escape symbol takes 1/65537 of each channel's mass).
+  (uniform over 0..34) and the bits below n's leading one (uniform, 16 at a time). So the rounded
+  latent comes back exactly, whatever its values: every integer a float32 latent can hold below 2^31
+  in magnitude (a stream refuses larger ones when it is written). An escape costs about the value's
+  bits plus 23; a latent that stays in range costs almost nothing more (the escape symbol takes
+  1/65537 of each channel's mass).
 - **clipped** (written before the flag existed, still decoded): values outside the support were
   clipped to its ends, a distortion the rate did not show; a channel whose support is one value cost
   nothing (its value is known).
@@ -29,8 +31,6 @@ import numpy as np
 
 from service.errors import DecodingError
 
-# |value - offset| the escape can carry: every int32 latent of any table.
-MAX_ESCAPED_DISTANCE = 1 << 32
 _LENGTHS = 35  # bit lengths 0..34 of a zigzag-mapped distance below 2^33
 _CHUNK_BITS = 16
 
@@ -128,11 +128,9 @@ def _chunks(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _encode_escaped(encoder: constriction.stream.queue.RangeEncoder, distances: np.ndarray) -> None:
     """Bypass-code out-of-support distances exactly: zigzag, bit length, then the bits below the top one."""
     zigzag = np.where(distances >= 0, 2 * distances, -2 * distances - 1).astype(np.int64)
-    lengths = np.zeros(len(zigzag), np.int64)
-    positive = zigzag > 0
-    lengths[positive] = np.floor(np.log2(zigzag[positive])).astype(np.int64) + 1
-    # log2 of an int64 in float64 can round up at 2^k - 1: correct the length to the exact bit count.
-    lengths[positive] -= (zigzag[positive] >> (lengths[positive] - 1)) == 0
+    # Bit lengths, exactly: below 2^53 an int64 is exact in float64, and frexp's exponent of n > 0 is
+    # its bit length (no libm rounding, unlike a log2); frexp(0) gives 0, the length of 0.
+    lengths = np.frexp(zigzag.astype(np.float64))[1].astype(np.int64)
     encoder.encode(lengths.astype(np.int32), _LENGTH_MODEL)
     owner, shift, take = _chunks(lengths)
     if len(owner):

@@ -134,7 +134,7 @@ def read_checked_stream(model: LoadedModel, data: bytes, settings: Settings) -> 
             f"stream codes a {_channels(header.channels)} image, and {m.name}/{m.version} "
             f"codes {_channels(spec.channels)} images"
         )
-    if header.table_hash != model.tables_for(gray).hash:
+    if header.table_hash != model.tables_for(header.channels == 1).hash:
         raise DecodingError("stream was coded with other probability tables than this model's")
     check_run_size(
         "stream declaring", header.height, header.width, spec.stride_multiple, SizeLimits.from_settings(settings)
@@ -150,8 +150,7 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
         raise DecodingError("a tiled stream decodes tile by tile (service.kinds.codec_tiles), not in one run")
     f = image_spec(model).stride_multiple
     rows, columns = -(-header.height // f), -(-header.width // f)
-    tables = model.tables_for(header.channels == 1 and image_spec(model).channels == 3)
-    latent = tables.decode(stream.tiles[0], rows, columns, header.escaped)
+    latent = model.tables_for(header.channels == 1).decode(stream.tiles[0], rows, columns, header.escaped)
     frame = Frame(header.height, header.width, gray=header.channels == 1)
     return Prepared(latent.shape, {"latent": latent[None]}, frame, rows * columns * f * f)
 

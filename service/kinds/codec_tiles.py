@@ -8,13 +8,20 @@ on the graph), and each tile's latent is its own payload in the stream's tile ta
 context, so their seams cost some PSNR and rate: measured in docs/benchmarks.md ("Codec tiles").
 
 Encoding decodes the image once (a worker thread), then each tile crops and pads its part; decoding
-reads and checks the whole stream once, then each tile decodes its own payload. The image-sized buffers
-(the decoded image, the assembled answer) are what stays proportional to the image.
+reads and checks the whole stream once, then each tile decodes its own payload, and a worker thread
+assembles the image. The image-sized buffers (the decoded image, the assembled answer) are what stays
+proportional to the image. At most `TILES_IN_FLIGHT` tiles of one request are prepared, queued or run at
+a time: a stream of a thousand small tiles must not fill the graph's queue and the thread pool ahead of
+other requests. A run covers one tile only for streams written in tiles: an untiled stream (written
+before tiles, or with AE_CODEC_TILE_SIDE=0) still decodes in one run, within the pixel limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +35,23 @@ from service.kinds.image import Frame, image_spec
 from service.limits import SizeLimits
 from service.model import LoadedModel
 from service.stages import Feeds, Job, Prepared, run_all
+
+T = TypeVar("T")
+# Tiles of one request in flight at once: enough to keep a graph busy (one tile preparing while another
+# runs) and to batch small tiles, few enough that one request cannot crowd out the others.
+TILES_IN_FLIGHT = 4
+
+
+async def _each_tile(batcher: MicroBatcher, jobs: list[Job[Any, T]], deadline: float) -> list[T]:
+    """The jobs' results in order, at most TILES_IN_FLIGHT of them on the batcher at a time."""
+    gate = asyncio.Semaphore(TILES_IN_FLIGHT)
+
+    async def gated(job: Job[Any, T]) -> T:
+        async with gate:
+            return await batcher.execute(job, deadline)
+
+    coroutines: list[Coroutine[Any, Any, T]] = [gated(job) for job in jobs]
+    return await run_all(coroutines)
 
 
 def decode_original(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool) -> tuple[Frame, np.ndarray]:
@@ -65,7 +89,7 @@ async def encode_tiles(
     stride = image_spec(model).stride_multiple
     boxes = tile_boxes(frame.height, frame.width, side)
     jobs = [Job(partial(_tile_image, pixels, box, stride), _latent) for box in boxes]
-    latents = await run_all([encoder.execute(job, deadline) for job in jobs])
+    latents = await _each_tile(encoder, jobs, deadline)
     channels = pixels.shape[0]
     tables = model.tables_for(gray=channels == 1)
     m = model.manifest
@@ -81,8 +105,7 @@ def _tile_latent(model: LoadedModel, stream: Stream, index: int, box: Box) -> Pr
     header = stream.header
     f = image_spec(model).stride_multiple
     rows, columns = -(-box.height // f), -(-box.width // f)
-    tables = model.tables_for(gray=header.channels == 1 and image_spec(model).channels == 3)
-    latent = tables.decode(stream.tiles[index], rows, columns, header.escaped)
+    latent = model.tables_for(header.channels == 1).decode(stream.tiles[index], rows, columns, header.escaped)
     return Prepared(latent.shape, {"latent": latent[None]}, box, rows * columns * f * f)
 
 
@@ -97,8 +120,13 @@ async def decode_tiles(
     header = stream.header
     boxes = tile_boxes(header.height, header.width, header.tile_side)
     jobs = [Job(partial(_tile_latent, model, stream, index, box), _tile_pixels) for index, box in enumerate(boxes)]
-    tiles = await run_all([decoder.execute(job, deadline) for job in jobs])
-    image = np.empty((tiles[0].shape[0], header.height, header.width), np.float32)
-    for box, tile in zip(boxes, tiles, strict=True):
-        image[:, box.top : box.top + box.height, box.left : box.left + box.width] = tile
+    tiles = await _each_tile(decoder, jobs, deadline)
+
+    def assemble() -> np.ndarray:  # an image-sized buffer: a worker thread, not the event loop
+        image = np.empty((tiles[0].shape[0], header.height, header.width), np.float32)
+        for box, tile in zip(boxes, tiles, strict=True):
+            image[:, box.top : box.top + box.height, box.left : box.left + box.width] = tile
+        return image
+
+    image = await run_in_threadpool(assemble)
     return {"reconstruction": image[None]}, Frame(header.height, header.width, gray=header.channels == 1)

@@ -29,6 +29,14 @@ def test_latents_far_outside_every_support_round_trip_bit_exact(tables: EntropyT
     assert np.array_equal(decoded, np.rint(latent))
 
 
+def test_escapes_around_every_power_of_two_round_trip(tables: EntropyTables) -> None:
+    # Bit lengths change at powers of two: every value next to one, on both sides of zero.
+    values = sorted({sign * (2**k + d) for k in range(1, 24) for d in (-1, 0, 1) for sign in (1, -1)})
+    latent = np.zeros((tables.channels, 1, len(values)), np.float32)
+    latent[:] = np.asarray(values, np.float32)
+    assert np.array_equal(tables.decode(tables.encode(latent), 1, len(values)), latent)
+
+
 def test_in_range_latents_cost_no_more_than_a_few_bits_for_the_escape(tables: EntropyTables) -> None:
     latent = np.zeros((tables.channels, 16, 16), np.float32)
     plain = len(tables.encode(latent))

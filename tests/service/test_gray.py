@@ -36,6 +36,7 @@ GRAY_STEPS = ["data.channels=1", "model.channels=1", "optim.steps=4", "optim.val
 def gray_repo(tiny_models: Path, tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny repository with tiny-denoise v2 and tiny-codec v2: v1 plus a gray variant each."""
     from training.config import load_config
+    from training.export import export_run
     from training.export_gray import export_gray_variant
     from training.fit import fit
 
@@ -47,6 +48,7 @@ def gray_repo(tiny_models: Path, tiny_runs: dict[str, Path], tmp_path_factory: p
         # From the model version's own graphs, as the defaults' gray runs start (RGB weights converted).
         fit(load_config(None, [*overrides, *GRAY_STEPS]), run, progress=False, init_from=repo / name / "1")
         export_gray_variant(run, repo / name / "1", repo)
+    export_run(base / "tiny-codec", "tiny-codec-gray", repo)  # a codec for gray images alone, no variant
     return repo
 
 
@@ -161,3 +163,29 @@ def test_oip_rows_run_gray_or_colour_each(base: str) -> None:
     tensor.set_data_from_numpy(images[:1], binary_data=True)
     (stream,) = client.infer("tiny-codec.encode", [tensor]).as_numpy("stream")
     assert read_origin(stream).channels == 1
+
+
+def test_a_codec_for_gray_images_alone_codes_gray_and_converts_colour(base: str) -> None:
+    for mode in ("L", "RGB"):  # a colour image is converted to its luma for a 1-channel model
+        status, stream, _ = _post(f"{base}/v1/models/tiny-codec-gray/encode", _image(mode), "image/png")
+        assert status == 200 and read_origin(stream).channels == 1
+        status, body, _ = _post(f"{base}/v1/decode", stream, STREAM)
+        assert status == 200 and _mode(body) == ("L", (56, 40))
+
+
+def test_init_from_a_version_with_a_gray_variant_takes_the_weights_of_the_runs_channels(gray_repo: Path) -> None:
+    import torch
+
+    from training.config import load_config
+    from training.init_weights import load_initial_weights
+    from training.registry import build_model
+
+    version = gray_repo / "tiny-denoise" / "2"
+    for channels in (1, 3):
+        config = load_config(None, [*TINY_SKIP, f"model.channels={channels}", f"data.channels={channels}"])
+        weights = load_initial_weights(version, build_model(config.model), "conv", channels)
+        # Gray: the variant's own weights (1-channel stem), never converted; RGB: the RGB graph's.
+        assert weights.state["stem.0.weight"].shape[1] == channels
+        original = load_initial_weights(gray_repo / "tiny-denoise" / "1", build_model(config.model), "conv", channels)
+        same_as_v1 = all(torch.equal(weights.state[k], original.state[k]) for k in original.state)
+        assert same_as_v1 == (channels == 3)  # v2's RGB graph is v1's; its gray graph was trained further
