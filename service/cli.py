@@ -65,7 +65,7 @@ def export_pixel_limit(workers: int) -> None:
     pixels = derived_max_image_pixels(available, workers)
     os.environ["AE_MAX_IMAGE_PIXELS"] = str(pixels)
     logger.info(
-        "AE_MAX_IMAGE_PIXELS=%d (derived: %s MB available, %d workers; see service/memory_budget.py)",
+        "AE_MAX_IMAGE_PIXELS=%d (derived: %s MB available, workers: %d; see service/memory_budget.py)",
         pixels,
         "unknown" if available is None else available // (1024 * 1024),
         workers,

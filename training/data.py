@@ -56,6 +56,20 @@ def load_image(path: Path, channels: int) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
 
 
+def _converted_modes(files: list[Path], channels: int) -> str:
+    """ ", N converted to RGB (gray: 3, RGBA: 1)" for images not already in the run's mode; "" when none is."""
+    target = "L" if channels == 1 else "RGB"
+    modes: dict[str, int] = {}
+    for file in files:
+        with Image.open(file) as opened:  # the header only
+            if opened.mode != target:
+                modes[opened.mode] = modes.get(opened.mode, 0) + 1
+    if not modes:
+        return ""
+    detail = ", ".join(f"{mode}: {n}" for mode, n in sorted(modes.items()))
+    return f", {sum(modes.values())} converted to {'gray' if channels == 1 else 'RGB'} ({detail})"
+
+
 class ImageFolderDataset(Dataset[dict[str, Tensor]]):
     """Random crops and flips for training (centre crops without `augment`); fixed seeded crops for validation."""
 
@@ -239,7 +253,8 @@ def build_datasets(
     if isinstance(config, ImageDataConfig):
         train_files, val_files = split_files(image_files(path), config.val_every)
         count = len(train_files) + len(val_files)
-        report(f"read {count} images from {path}; {len(train_files)} train / {len(val_files)} val")
+        converted = _converted_modes(train_files + val_files, config.channels)
+        report(f"read {count} images from {path}{converted}; {len(train_files)} train / {len(val_files)} val")
         record = _image_record(path, config, len(train_files), len(val_files))
         return (
             ImageFolderDataset(train_files, config, train=True, seed=seed),

@@ -130,6 +130,13 @@ def _train_loader(
         size = len(train_set)  # type: ignore[arg-type]
         shard = GlobalBatchShard(size, opt.batch_size, ranks, opt.shuffle, opt.seed)
         return DataLoader(train_set, batch_sampler=shard, collate_fn=collate, num_workers=opt.num_workers)
+    size = len(train_set)  # type: ignore[arg-type]
+    if size < opt.batch_size:
+        # Whole batches only (drop_last): a loader of none would leave the run waiting forever.
+        raise ValueError(
+            f"{size} training items do not fill one batch of {opt.batch_size}: "
+            f"set optim.batch_size to at most {size} (--set optim.batch_size={size}), or add data"
+        )
     return DataLoader(
         train_set,
         batch_size=opt.batch_size,

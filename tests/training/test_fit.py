@@ -98,3 +98,20 @@ def test_warmup_ramps_the_learning_rate_then_decays():
 def test_optim_errors_are_clear(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, [*TINY_RECURRENT, *overrides])
+
+
+def test_fewer_training_items_than_a_batch_is_a_clear_error_not_a_hang(tmp_path, capsys):
+    from PIL import Image
+
+    from tests.conftest import BSDS
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, source in enumerate(sorted(BSDS.iterdir())[:4]):
+        image = Image.open(source).crop((0, 0, 64, 64))
+        (image.convert("L") if index == 0 else image).save(photos / f"{index}.png")
+    config = load_config(None, ["model.family=conv", "model.widths=[8]", f'data.path="{photos}"', "data.crop_size=32"])
+    with pytest.raises(ValueError, match=r"3 training items do not fill one batch of 16: set optim.batch_size"):
+        fit(config, tmp_path / "run", progress=False)
+    # The summary line says what was converted on the way in.
+    assert "1 converted to RGB (L: 1)" in capsys.readouterr().err
