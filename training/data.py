@@ -57,7 +57,7 @@ def load_image(path: Path, channels: int) -> np.ndarray:
 
 
 def _converted_modes(files: list[Path], channels: int) -> str:
-    """ ", N converted to RGB (gray: 3, RGBA: 1)" for images not already in the run's mode; "" when none is."""
+    """What the summary line adds about images not in the run's mode ("" when none is), from their headers."""
     target = "L" if channels == 1 else "RGB"
     modes: dict[str, int] = {}
     for file in files:
