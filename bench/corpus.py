@@ -413,7 +413,7 @@ def _stream_format_cases(p: str, header: Header, payload: bytes) -> list[Case]:
         case("format-1-served", stream_format_1(header, payload), 200, None),
         case("signed-unverifiable-served", stream_format_2(header, tile, flags=0x01, tag=bytes(32)), 200, None),
         case("signed-shorter-than-tag", stream_format_2(header, tile, flags=0x01)[:40]),
-        case("flags-unknown-bit", stream_format_2(header, tile, flags=0x02)),
+        case("flags-unknown-bit", stream_format_2(header, tile, flags=0x04)),  # bit 1 is escape coding
         case("flags-all-bits", stream_format_2(header, tile, flags=0xFF)),
         case("channels-1", stream_format_2(replace(header, channels=1), tile)),
         case("channels-0", stream_format_2(replace(header, channels=0), tile)),
