@@ -2,6 +2,10 @@
 
     python scripts/codec_cards.py [--models models] [--evaluation docs/evaluation/image-codec/vN/codec.json]
 
+With a gray variant in the latest versions, the card adds its section from the gray evaluations of that
+ladder (`.../vN/gray/codec.json`) and of the one before it (`.../vM/gray/codec.json`, the RGB graphs on
+the same gray photos), when both exist.
+
 The levels share everything but lambda, steps and their own RD point, so the cards are generated:
 edit the text here, not in models/image-codec-q*/README.md.
 """
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from service.repository import latest_version_folder
+from training.evaluate.rd import bd_rate
 
 LEVEL_NOTE = (
     "Trained from scratch per level on one NVIDIA H100 (scripts/gpu_train.sh: the five levels and the "
@@ -33,8 +38,47 @@ def scored(evaluation: dict[str, Any]) -> str:
     return ", ".join(f"q{name.rsplit('q', 1)[-1]} v{version}" for name, version in evaluation["models"].items())
 
 
-def card(manifest: dict[str, Any], evaluation: dict[str, Any], levels: int, report: Path) -> str:
-    """The README of one level; `report` is the evaluation's folder."""
+def _curve(evaluation: dict[str, Any], method: str) -> tuple[list[float], list[float]]:
+    points = evaluation["curves"][method]
+    return [p["bpp"] for p in points], [p["psnr"] for p in points]
+
+
+def gray_section(
+    manifest: dict[str, Any], gray: dict[str, Any], before: dict[str, Any], folders: tuple[Path, Path]
+) -> str:
+    """The card's section on gray images: the variant's training and its gray evaluation beside the RGB path's."""
+    record, name = manifest["gray_training"], manifest["name"]
+    ours = next(p for p in gray["curves"]["ours"] if p["setting"] == name)
+    rgb = next(p for p in before["curves"]["ours"] if p["setting"] == name)
+    against_rgb = bd_rate(*_curve(before, "ours"), *_curve(gray, "ours"))
+    summary = gray["summary"]
+    return f"""
+## Gray images (gray variant, since version {manifest["version"]})
+
+A gray photo is coded as one channel on graphs of its own (`gray_encoder.onnx`, `gray_decoder.onnx`,
+`gray_entropy_tables.json`; a 1-channel stream, decoded to a gray PNG). They are this level's RGB
+transforms converted to one channel (`ae-train fit --init-from`: input filters summed over R, G and B,
+output filters combined with the luma weights, so they start as exactly the RGB model on the
+replicated photo), then, on gray {record["config"]["data"]["crop_size"]}x{record["config"]["data"]["crop_size"]} crops of the same training photos, the density model
+alone (800 steps at lr 0.01, the graphs hold no copy of it) and {record["steps"]} steps of everything at this level's lambda
+(batch {record["config"]["optim"]["batch_size"]}, lr {record["config"]["optim"]["lr"]}; {record["wall_time_s"]:.0f} s for the second part) on a 2-core CPU
+(`scripts/train_gray_variants.sh`). The RGB graphs are version {manifest["version"] - 1 if manifest["version"] > 1 else 1}'s, byte for byte.
+
+On the {gray["count"]} held-out photos converted to gray (`ae-train evaluate codec --gray`; `{folders[0].as_posix()}/`
+for this version, `{folders[1].as_posix()}/` for the RGB graphs on the same gray photos):
+
+| | bpp | PSNR | MS-SSIM |
+|---|---|---|---|
+| gray variant (1-channel stream) | {ours["bpp"]:.3f} | {ours["psnr"]:.2f} dB | {ours["ms_ssim"]:.4f} |
+| RGB graphs on the replicated photo (3-channel stream) | {rgb["bpp"]:.3f} | {rgb["psnr"]:.2f} dB | {rgb["ms_ssim"]:.4f} |
+
+BD-rate of the gray ladder against the RGB ladder on gray photos {against_rgb:+.1f}%; against JPEG's gray
+mode {summary["bd_rate_vs_jpeg_percent"]:+.1f}%, against WebP (which codes gray as colour) {summary["bd_rate_vs_webp_percent"]:+.1f}%.
+"""
+
+
+def card(manifest: dict[str, Any], evaluation: dict[str, Any], levels: int, report: Path, gray: str = "") -> str:
+    """The README of one level; `report` is the evaluation's folder, `gray` its gray section (or none)."""
     training, model = manifest["training"], manifest["training"]["config"]["model"]
     optim, data = manifest["training"]["config"]["optim"], manifest["training"]["config"]["data"]
     name, level = manifest["name"], manifest["name"].rsplit("q", 1)[-1]
@@ -77,11 +121,14 @@ The ladder against the classical codecs (PSNR in dB, interpolated in log-rate):
 BD-rate against JPEG {summary["bd_rate_vs_jpeg_percent"]:+.1f}%, against WebP {summary["bd_rate_vs_webp_percent"]:+.1f}%
 (negative = fewer bits for the same PSNR). Published factorized-prior models train for about a million
 steps; these saw a few thousand, so the curve is still below the paper's.
-
+{gray}
 ## Limits
 
 - Streams decode only with the exact model version and tables that wrote them (checked).
-- Latent values outside a channel's table support (probability mass below 1e-6) are clipped.
+- Latent values outside a channel's table support are coded exactly with an escape (streams written
+  before escape coding clipped them, and still decode as written).
+- Images with a side above `AE_CODEC_TILE_SIDE` (512) are coded in independent tiles: 0.08-0.16 dB
+  at that side (docs/benchmarks.md, "Codec tiles").
 - Encoding and decoding run the full-resolution transforms on the CPU: see docs/benchmarks.md and the
   issue notes for timings.
 
@@ -102,6 +149,21 @@ def latest_report(reports: Path = Path("docs/evaluation/image-codec")) -> Path:
     return max(folders, key=lambda p: int(p.name[1:])) / "codec.json"
 
 
+def _gray_reports(report: Path) -> tuple[tuple[dict[str, Any], dict[str, Any]], tuple[Path, Path]] | None:
+    """The gray evaluations of this ladder (`report`) and of the highest one before it, when both exist."""
+    earlier = [p for p in report.parent.glob("v*") if p.name[1:].isdigit() and int(p.name[1:]) < int(report.name[1:])]
+    if not earlier or not (report / "gray" / "codec.json").is_file():
+        return None
+    before = max(earlier, key=lambda p: int(p.name[1:])) / "gray"
+    if not (before / "codec.json").is_file():
+        return None
+    reports = (report / "gray", before)
+    return (
+        json.loads((reports[0] / "codec.json").read_text()),
+        json.loads((reports[1] / "codec.json").read_text()),
+    ), reports
+
+
 def main() -> None:
     """Write every level's card."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,12 +172,17 @@ def main() -> None:
     args = parser.parse_args()
     path = args.evaluation or latest_report()
     evaluation = json.loads(path.read_text())
+    gray_reports = _gray_reports(path.parent)
     folders = sorted(args.models.glob("image-codec-q*"))
     for folder in folders:
         version = latest_version_folder(folder)
         manifest = json.loads((version / "model.json").read_text())
         manifest["_folder"] = version
-        (folder / "README.md").write_text(card(manifest, evaluation, len(folders), path.parent))
+        gray = ""
+        if manifest.get("gray_training") and gray_reports is not None:
+            (now, before), reports = gray_reports
+            gray = gray_section(manifest, now, before, reports)
+        (folder / "README.md").write_text(card(manifest, evaluation, len(folders), path.parent, gray))
         print(f"wrote {folder / 'README.md'}")
 
 
