@@ -103,7 +103,7 @@ def card(manifest: dict[str, Any], evaluation: dict[str, Any], levels: int, repo
 
 ## Evaluation ({evaluation["count"]} held-out BSDS photos, whole)
 
-`ae-train evaluate codec --images ../shared/datasets/images/bsds400` (all levels, JPEG and WebP;
+`ae-train evaluate codec --images ../shared/datasets/images/bsds400` (all levels, JPEG, WebP and AVIF;
 `{report.as_posix()}/`, which scored {scored(evaluation)}):
 
 | | bpp (real bytes, header included) | PSNR | MS-SSIM |
@@ -117,8 +117,10 @@ The ladder against the classical codecs (PSNR in dB, interpolated in log-rate):
 | ours | {_fmt(at25["ours"])} | {_fmt(at50["ours"])} |
 | JPEG | {_fmt(at25["JPEG"])} | {_fmt(at50["JPEG"])} |
 | WebP | {_fmt(at25["WEBP"])} | {_fmt(at50["WEBP"])} |
+| AVIF | {_fmt(at25.get("AVIF", float("nan")))} | {_fmt(at50.get("AVIF", float("nan")))} |
 
-BD-rate against JPEG {summary["bd_rate_vs_jpeg_percent"]:+.1f}%, against WebP {summary["bd_rate_vs_webp_percent"]:+.1f}%
+BD-rate against JPEG {summary["bd_rate_vs_jpeg_percent"]:+.1f}%, against WebP {summary["bd_rate_vs_webp_percent"]:+.1f}%,
+against AVIF {summary.get("bd_rate_vs_avif_percent", float("nan")):+.1f}%
 (negative = fewer bits for the same PSNR). Published factorized-prior models train for about a million
 steps; these saw a few thousand, so the curve is still below the paper's.
 {gray}

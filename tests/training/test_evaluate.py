@@ -85,11 +85,12 @@ def test_evaluate_codec_cli(tiny_models, tmp_path, gray):
     report = json.loads((out / "codec.json").read_text())
     assert report["mode"] == ("gray" if gray else "rgb")
     assert report["models"] == {"tiny-codec": 1}
-    assert report["count"] == 2 and set(report["curves"]) == {"ours", "JPEG", "WEBP"}
+    assert report["count"] == 2 and set(report["curves"]) == {"ours", "JPEG", "WEBP", "AVIF"}
     ours = report["curves"]["ours"][0]
     assert ours["bpp"] > 0 and 0 < ours["ms_ssim"] <= 1 and ours["psnr"] > 5
-    assert "bd_rate_vs_jpeg_percent" in report["summary"]
-    assert (out / "rd_curves.png").stat().st_size > 0 and (out / "codec.csv").read_text().count("\n") == 1 + 2 * 22
+    assert {"bd_rate_vs_jpeg_percent", "bd_rate_vs_webp_percent", "bd_rate_vs_avif_percent"} <= set(report["summary"])
+    # Per image: 1 level of ours, 11 JPEG, 10 WebP and 10 AVIF qualities.
+    assert (out / "rd_curves.png").stat().st_size > 0 and (out / "codec.csv").read_text().count("\n") == 1 + 2 * 32
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
-"""`ae-train evaluate codec`: our quality levels against JPEG and WebP, measured as the field does.
+"""`ae-train evaluate codec`: our quality levels against JPEG, WebP and AVIF, measured as the field does.
 
-For every held-out image and every operating point (each codec model; JPEG and WebP at a range of
-qualities through Pillow): bits per pixel from the real bytes (our stream's header and checksum
+For every held-out image and every operating point (each codec model; JPEG, WebP and AVIF at a range
+of qualities through Pillow; AVIF where Pillow was built with it, as its wheels are from 11.3 on): bits
+per pixel from the real bytes (our stream's header and checksum
 included), PSNR and MS-SSIM (pytorch-msssim) of the decoded 8-bit pixels. Means per operating point
 make the RD curves; BD-rate compares the curves; PSNR at 0.25 and 0.5 bpp is interpolated.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, features
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
@@ -32,7 +33,11 @@ from training.evaluate.rd import bd_rate, psnr_at_rate
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
 from training.plots import plot_rd_curves
 
-QUALITIES = {"JPEG": [2, 5, 10, 15, 20, 30, 40, 50, 65, 80, 90], "WEBP": [0, 5, 10, 20, 30, 40, 50, 65, 80, 90]}
+QUALITIES = {
+    "JPEG": [2, 5, 10, 15, 20, 30, 40, 50, 65, 80, 90],
+    "WEBP": [0, 5, 10, 20, 30, 40, 50, 65, 80, 90],
+    **({"AVIF": [5, 10, 20, 30, 40, 50, 60, 70, 80, 90]} if features.check("avif") else {}),
+}
 _SETTINGS = Settings(max_image_pixels=100_000_000)
 
 
@@ -80,7 +85,7 @@ def _summary(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     ours = curves["ours"]
     rates, psnrs = [p["bpp"] for p in ours], [p["psnr"] for p in ours]
     summary: dict[str, Any] = {}
-    for method in ("JPEG", "WEBP"):
+    for method in QUALITIES:
         anchor = curves[method]
         summary[f"bd_rate_vs_{method.lower()}_percent"] = bd_rate(
             [p["bpp"] for p in anchor], [p["psnr"] for p in anchor], rates, psnrs
