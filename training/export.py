@@ -40,6 +40,7 @@ from service.manifest import (
 from service.manifest_upgrade import upgrade_v1
 from service.repository import version_folders
 from training.checkpoint import restore_model
+from training.config import RunConfig
 from training.entropy_tables import PRECISION, TABLES_FILE, write_tables
 from training.graphs import GraphPlan, graph_plans, parity_inputs
 from training.models.codec import CompressionAutoencoder
@@ -181,16 +182,22 @@ def export_run(
         graphs, worst = export_graphs(model, plans, out)
         entropy = export_tables(model, out) if isinstance(model, CompressionAutoencoder) else None
         final = final_validation(run_dir)
-        recorded = config.to_dict()
-        recorded["data"].pop("path", None)  # a machine path; the manifest's data record names the data set
-        if self_ensemble > 1:
-            recorded["export"] = {"self_ensemble": self_ensemble}
+        recorded = recorded_config(config, self_ensemble)
         manifest = _manifest(model, recorded, state, final, name, version, task, max_length, graphs, worst, entropy)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load
         raise
     return out
+
+
+def recorded_config(config: RunConfig, self_ensemble: int) -> dict[str, Any]:
+    """A run's config as a manifest records it: no machine path, and the export's self-ensemble."""
+    recorded = config.to_dict()
+    recorded["data"].pop("path", None)  # a machine path; the manifest's data record names the data set
+    if self_ensemble > 1:
+        recorded["export"] = {"self_ensemble": self_ensemble}
+    return recorded
 
 
 def export_graphs(

@@ -24,6 +24,7 @@ from training.export import (
     final_validation,
     input_and_latent,
     next_version,
+    recorded_config,
     training_record,
 )
 from training.graphs import graph_plans
@@ -59,10 +60,7 @@ def export_gray_variant(
             shutil.copy2(rgb_version / file, out / file)
         gray_graphs, worst = export_graphs(model, plans, out, prefix=GRAY_PREFIX)
         gray_tables = export_tables(model, out, GRAY_TABLES_FILE) if isinstance(model, CompressionAutoencoder) else None
-        recorded = config.to_dict()
-        recorded["data"].pop("path", None)
-        if self_ensemble > 1:
-            recorded["export"] = {"self_ensemble": self_ensemble}
+        recorded = recorded_config(config, self_ensemble)
         manifest = Manifest.model_validate(
             {
                 **rgb.model_dump(),

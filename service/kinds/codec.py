@@ -24,17 +24,18 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import Header, Stream, StreamAuthentication, pack, read_origin, read_stream
+from service.codecs.bitstream import Stream, StreamAuthentication, pack, read_origin, read_stream
 from service.codecs.image import check_answer_size, choose_image_format, encode_image, image_is_gray
 from service.config import Settings
 from service.errors import DecodingError
 from service.kinds.base import Call, ModelHandler
-from service.kinds.codec_tiles import decode_original, decode_tiles, encode_tiles
+from service.kinds.codec_tiles import decode_tiles, encode_tiles, payload_latent, stream_header
 from service.kinds.image import (
     Frame,
     Size,
     answer_pixels,
     answerable,
+    decode_for_graph,
     finish_image,
     image_header,
     image_spec,
@@ -106,12 +107,8 @@ def finish_stream(outputs: Feeds, original: Original, model: LoadedModel, auth: 
 
     `auth` travels in the job's partials, not the raw key: its repr hides the key wherever a job is shown.
     """
-    channels = original.coded_channels
-    tables = model.tables_for(gray=channels == 1)
-    payload = tables.encode(outputs["latent"][0])
-    m, frame = model.manifest, original.frame
-    header = Header(m.name, m.version, tables.hash, frame.height, frame.width, channels=channels)
-    return EncodedImage(pack(header, payload, auth.key), original)
+    header, tables = stream_header(model, original.frame, original.coded_channels)
+    return EncodedImage(pack(header, tables.encode(outputs["latent"][0]), auth.key), original)
 
 
 def read_checked_stream(model: LoadedModel, data: bytes, settings: Settings) -> Stream:
@@ -148,11 +145,9 @@ def prepare_stream(model: LoadedModel, data: bytes, settings: Settings) -> Prepa
     header = stream.header
     if header.tile_side:
         raise DecodingError("a tiled stream decodes tile by tile (service.kinds.codec_tiles), not in one run")
-    f = image_spec(model).stride_multiple
-    rows, columns = -(-header.height // f), -(-header.width // f)
-    latent = model.tables_for(header.channels == 1).decode(stream.tiles[0], rows, columns, header.escaped)
+    latent, pixels = payload_latent(model, header, stream.tiles[0], header.height, header.width)
     frame = Frame(header.height, header.width, gray=header.channels == 1)
-    return Prepared(latent.shape, {"latent": latent[None]}, frame, rows * columns * f * f)
+    return Prepared(latent.shape, {"latent": latent[None]}, frame, pixels)
 
 
 def _channels(count: int) -> str:
@@ -236,7 +231,7 @@ class CodecHandler(ModelHandler):
         encoder = self.batcher_for("encode", gray)
         side = settings.codec_tile_side
         if side and max(size) > side:
-            frame, pixels = await run_in_threadpool(decode_original, self.model, data, settings, gray)
+            frame, pixels = await run_in_threadpool(decode_for_graph, self.model, data, settings, gray)
             stream = await encode_tiles(self.model, encoder, frame, pixels, auth, side, deadline)
             return EncodedImage(stream, Original(frame, pixels))
         job = Job(

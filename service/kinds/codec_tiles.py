@@ -28,11 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from service.batching import MicroBatcher
 from service.codecs.bitstream import Header, Stream, StreamAuthentication, pack_tiles
-from service.codecs.image import decode_image, pad_to_multiple
+from service.codecs.entropy import EntropyTables
+from service.codecs.image import pad_to_multiple
 from service.codecs.tiles import Box, tile_boxes
-from service.config import Settings
 from service.kinds.image import Frame, image_spec
-from service.limits import SizeLimits
 from service.model import LoadedModel
 from service.stages import Feeds, Job, Prepared, run_all
 
@@ -54,15 +53,21 @@ async def _each_tile(batcher: MicroBatcher, jobs: list[Job[Any, T]], deadline: f
     return await run_all(coroutines)
 
 
-def decode_original(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool) -> tuple[Frame, np.ndarray]:
-    """The image's frame and its pixels as the graphs take them (C, H, W), unpadded; limits checked."""
-    spec = image_spec(model)
-    channels = 1 if gray_graph or spec.channels == 1 else None
-    image = decode_image(data, channels, SizeLimits.from_settings(settings), spec.stride_multiple)
-    frame = Frame(image.shape[1], image.shape[2], gray=image.shape[0] == 1)
-    if not gray_graph and image.shape[0] != spec.channels:
-        image = np.repeat(image, spec.channels, axis=0)  # a gray image on an RGB graph
-    return frame, image
+def stream_header(model: LoadedModel, frame: Frame, channels: int, tile_side: int = 0) -> tuple[Header, EntropyTables]:
+    """The header of a stream this model writes of an image, and the tables its payloads are coded with."""
+    tables = model.tables_for(gray=channels == 1)
+    m = model.manifest
+    return Header(m.name, m.version, tables.hash, frame.height, frame.width, channels, tile_side), tables
+
+
+def payload_latent(
+    model: LoadedModel, header: Header, payload: bytes, height: int, width: int
+) -> tuple[np.ndarray, int]:
+    """(latent, padded pixels) of one payload of a checked stream, coding `height` x `width` pixels."""
+    f = image_spec(model).stride_multiple
+    rows, columns = -(-height // f), -(-width // f)
+    latent = model.tables_for(header.channels == 1).decode(payload, rows, columns, header.escaped)
+    return latent, rows * columns * f * f
 
 
 def _tile_image(pixels: np.ndarray, box: Box, stride: int) -> Prepared[Box]:
@@ -85,15 +90,12 @@ async def encode_tiles(
     side: int,
     deadline: float,
 ) -> bytes:
-    """The tiled stream of an image already decoded (`decode_original`), each tile a job on `encoder`."""
+    """The tiled stream of an image already decoded (`decode_for_graph`), each tile a job on `encoder`."""
     stride = image_spec(model).stride_multiple
     boxes = tile_boxes(frame.height, frame.width, side)
     jobs = [Job(partial(_tile_image, pixels, box, stride), _latent) for box in boxes]
     latents = await _each_tile(encoder, jobs, deadline)
-    channels = pixels.shape[0]
-    tables = model.tables_for(gray=channels == 1)
-    m = model.manifest
-    header = Header(m.name, m.version, tables.hash, frame.height, frame.width, channels, side)
+    header, tables = stream_header(model, frame, pixels.shape[0], side)
 
     def pack() -> bytes:  # entropy coding: a worker thread
         return pack_tiles(header, [tables.encode(latent) for latent in latents], auth.key)
@@ -102,11 +104,8 @@ async def encode_tiles(
 
 
 def _tile_latent(model: LoadedModel, stream: Stream, index: int, box: Box) -> Prepared[Box]:
-    header = stream.header
-    f = image_spec(model).stride_multiple
-    rows, columns = -(-box.height // f), -(-box.width // f)
-    latent = model.tables_for(header.channels == 1).decode(stream.tiles[index], rows, columns, header.escaped)
-    return Prepared(latent.shape, {"latent": latent[None]}, box, rows * columns * f * f)
+    latent, pixels = payload_latent(model, stream.header, stream.tiles[index], box.height, box.width)
+    return Prepared(latent.shape, {"latent": latent[None]}, box, pixels)
 
 
 def _tile_pixels(outputs: Feeds, box: Box) -> np.ndarray:

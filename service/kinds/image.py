@@ -81,8 +81,13 @@ async def runs_gray(model: LoadedModel, data: bytes, settings: Settings) -> bool
     return gray
 
 
-def prepare_image(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool = False) -> Prepared[Frame]:
-    """Decode, check and pad an image for the RGB graphs or (`gray_graph`) the gray ones; the key is the padded size."""
+def decode_for_graph(
+    model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool = False
+) -> tuple[Frame, np.ndarray]:
+    """The image's frame and its pixels (C, H, W) as the graphs (the gray ones with `gray_graph`) take them.
+
+    Unpadded; the limits are checked on the padded size, from the header, before anything is decoded.
+    """
     spec = image_spec(model)
     channels = 1 if gray_graph or spec.channels == 1 else None  # None: as the image is, gray or RGB
     image = decode_image(data, channels, SizeLimits.from_settings(settings), spec.stride_multiple)
@@ -90,7 +95,13 @@ def prepare_image(model: LoadedModel, data: bytes, settings: Settings, gray_grap
     frame = Frame(image.shape[1], image.shape[2], gray=image.shape[0] == 1)
     if not gray_graph and image.shape[0] != spec.channels:
         image = np.repeat(image, spec.channels, axis=0)  # a gray image on an RGB graph
-    batch = pad_to_multiple(image[None], spec.stride_multiple)
+    return frame, image
+
+
+def prepare_image(model: LoadedModel, data: bytes, settings: Settings, gray_graph: bool = False) -> Prepared[Frame]:
+    """Decode, check and pad an image for the RGB graphs or (`gray_graph`) the gray ones; the key is the padded size."""
+    frame, image = decode_for_graph(model, data, settings, gray_graph)
+    batch = pad_to_multiple(image[None], image_spec(model).stride_multiple)
     height, width = batch.shape[-2:]
     return Prepared((height, width), {"image": batch}, frame, height * width)
 
