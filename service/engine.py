@@ -57,7 +57,8 @@ def _malloc_trim() -> Callable[[], object]:
     return lambda: trim(0)
 
 
-_release_freed_memory = _malloc_trim()
+# Public for the stages that free image-sized buffers after runs too small to trim (codec tiles).
+release_freed_memory = _malloc_trim()
 
 
 # Providers that were asked for and silently not granted (e.g. CUDA without its libraries). Remembered
@@ -221,7 +222,7 @@ class OnnxEngine:
                 "the server is short of accelerator memory for this request; retry later or send a smaller one"
             ) from error
         if sum(a.nbytes for a in feeds.values()) + sum(a.nbytes for a in outputs) >= TRIM_AFTER_BYTES:
-            _release_freed_memory()
+            release_freed_memory()
         seconds = time.perf_counter() - started
         batch = len(next(iter(feeds.values())))
         if self.on_run is not None:

@@ -27,6 +27,7 @@ from service.codecs.bitstream import MIME as STREAM
 from service.codecs.bitstream import Stream, StreamAuthentication, pack, read_origin, read_stream
 from service.codecs.image import check_answer_size, choose_image_format, encode_image, image_is_gray
 from service.config import Settings
+from service.engine import release_freed_memory
 from service.errors import DecodingError
 from service.kinds.base import Call, ModelHandler
 from service.kinds.codec_tiles import decode_tiles, encode_tiles, payload_latent, stream_header
@@ -233,6 +234,9 @@ class CodecHandler(ModelHandler):
         if side and max(size) > side:
             frame, pixels = await run_in_threadpool(decode_for_graph, self.model, data, settings, gray)
             stream = await encode_tiles(self.model, encoder, frame, pixels, auth, side, deadline)
+            # Each tile's run is too small to trim the heap (engine.TRIM_AFTER_BYTES); the request's
+            # image-sized buffers were not: give them back, as a large single run does.
+            await run_in_threadpool(release_freed_memory)
             return EncodedImage(stream, Original(frame, pixels))
         job = Job(
             partial(prepare_codec_image, self.model, data, settings, gray),
@@ -253,7 +257,10 @@ class CodecHandler(ModelHandler):
         checked = await run_in_threadpool(read_checked_stream, self.model, stream, self.settings)
         check_answer_size(mime, checked.header.height, checked.header.width)
         outputs, frame = await decode_tiles(self.model, decoder, checked, deadline)
-        return await run_in_threadpool(finish, outputs, frame)
+        answer = await run_in_threadpool(finish, outputs, frame)
+        del outputs  # the assembled image, before the heap is trimmed (as after encoding tiles)
+        await run_in_threadpool(release_freed_memory)
+        return answer
 
     async def encode(self, call: Call) -> Answer:
         """The bitstream of an image, with its rate in X-Bits-Per-Pixel."""
