@@ -111,7 +111,7 @@ def test_a_3000x2000_photo_round_trips_in_tiles_with_memory_bounded_by_the_tile(
     assert warm is not None and peak is not None
     # One decoder run on the whole photo would take ~6 GB (986 bytes per pixel, docs/memory.json); tiles
     # of 512 keep a run to ~0.26 GB, beside the image-sized buffers (decoded, assembled, scored, encoded
-    # as PNG). Measured: ~1.0 GB above warm in all (docs/benchmarks.md, "Codec tiles").
+    # as PNG). Measured: ~0.6 GB above warm in all (docs/benchmarks.md, "Codec tiles").
     assert peak - warm < 1500 * MB, f"peak {peak / MB:.0f} MB, warm {warm / MB:.0f} MB"
     # And it comes back: tile runs are too small to trim the heap, so the codec trims after a tiled
     # request (measured: 113 MB above warm 5 s later; ~900 MB stayed held before that trim).
