@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # concurrency 32: 110 req/s with one thread each, 86 with two (a lone request: 16 vs 11 ms).
     intra_op_threads: int = Field(default=0, ge=0, description="0: one for sequence models, cores/workers else")
     inter_op_threads: int = Field(default=0, ge=0)
+    # Which graphs run where a version ships both: its fp32 graphs or its fp16 variant (`ae-train export
+    # --fp16`; inputs and outputs stay float32). auto: fp16 where the sessions run on CUDA, fp32 on CPU
+    # (ONNX Runtime's CPU provider runs fp16 graphs through casts, no faster); fp16: wherever present.
+    precision: Literal["auto", "fp32", "fp16"] = Field(default="auto", description="auto: fp16 graphs on CUDA")
     # Idle intra-op threads busy-wait for the next run by default. With several workers sharing the
     # cores that spinning steals them from each other; `ae-serve` turns it off when it starts several.
     thread_spinning: bool = Field(default=True, description="intra-op threads busy-wait between runs")
@@ -124,6 +128,7 @@ class Settings(BaseSettings):
 
     # Micro-batching (per model graph): requests of equal shape share a run, up to max_batch_size rows.
     # max_wait_ms is waited only while more requests are already being decoded; an idle server never waits.
+    # The defaults here are the CPU's; on CUDA the three unset ones take service.device_defaults' instead.
     max_batch_size: int = Field(default=16, ge=1)
     # Images batch only while small: a batch of images holds at most this many padded pixels (a larger
     # image runs alone). On 2 cores 256x256 photos served 92 req/s at concurrency 32 one per run and 58

@@ -22,6 +22,7 @@ from service.api.routes.inference import add_inference_routes
 from service.api.routes.oip import add_oip_routes
 from service.batching import ProcessLoad
 from service.config import Settings
+from service.device_defaults import device_settings
 from service.handlers import install_error_handlers
 from service.kinds.sequence import SequenceHandler
 from service.lazy import LazyVersions
@@ -171,10 +172,12 @@ def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; settings default to the environment (`AE_*`), exiting with one line per mistake."""
-    state = ServiceState(settings or settings_or_exit("service.main"))
+    settings = settings or settings_or_exit("service.main")
+    configure_logging(settings.log_level)
+    # The batching defaults of the device the graphs will run on (probes the providers once).
+    state = ServiceState(device_settings(settings))
     service_metrics = ServiceMetrics()
     process = ProcessLoad()
-    configure_logging(state.settings.log_level)
     worker = claim_worker_index(state.settings.worker_slots_dir)
     set_worker_index(worker)
 

@@ -3,7 +3,9 @@
 The manifest is the only contract between the two packages. Training fills it in at export
 time; the service validates it (and the sha256 of each graph) before it loads anything.
 
-Schema versions: 4 adds the optional gray variant of an RGB image model (`gray_` graphs, their
+Schema versions: 5 adds the optional half-precision variant (`fp16`: float16 copies of graphs with
+their measured parity; see `Fp16Variant`); a schema-4 file reads as schema 5 without it.
+4 adds the optional gray variant of an RGB image model (`gray_` graphs, their
 entropy tables and training record; see `Manifest`); a schema-3 file reads as schema 4 without it.
 3 adds the optional `anomaly` calibration of anomaly models (`AnomalyCalibration`);
 a schema-2 file reads as schema 3 without it. 2 records the training data as structured fields
@@ -27,7 +29,7 @@ from service.manifest_upgrade import upgrade
 
 MANIFEST_FILE = "model.json"
 
-SCHEMA_VERSION: Literal[4] = 4
+SCHEMA_VERSION: Literal[5] = 5
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
 GraphRole = Literal["encoder", "decoder", "autoencoder", "gray_encoder", "gray_decoder", "gray_autoencoder"]
@@ -235,10 +237,22 @@ class AnomalyCalibration(_Strict):
         return 100.0 * bisect.bisect_right(self.calibration_scores, score) / len(self.calibration_scores)
 
 
+class Fp16Variant(_Strict):
+    """Float16 copies of a version's graphs (`ae-train export --fp16`), float32 at their inputs and outputs.
+
+    `parity_max_abs_diff` is, per graph, the largest |fp16 - fp32| over the export's parity inputs,
+    in the output's units, measured with the ONNX Runtime build and provider `measured_with` names.
+    """
+
+    graphs: dict[GraphRole, GraphSpec]
+    parity_max_abs_diff: dict[GraphRole, float]
+    measured_with: str
+
+
 class Manifest(_Strict):
     """The full `model.json`."""
 
-    schema_version: Literal[4] = SCHEMA_VERSION
+    schema_version: Literal[5] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     family: str
@@ -257,6 +271,8 @@ class Manifest(_Strict):
     # gray images, which the service runs for single-channel inputs (and gray streams, for a codec).
     gray_entropy_model: EntropyModelSpec | None = None
     gray_training: TrainingRecord | None = None
+    # Half-precision copies of graphs, run instead of them per AE_PRECISION (service.repository).
+    fp16: Fp16Variant | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +286,7 @@ class Manifest(_Strict):
         if self.task == "compress" and (self.entropy_model is None or not {"encoder", "decoder"} <= set(self.graphs)):
             raise ValueError("a compress model needs encoder and decoder graphs and an entropy_model")
         self._check_gray_variant()
+        self._check_fp16_variant()
         if self.anomaly is not None and (self.task != "reconstruct" or not isinstance(self.input, SequenceInputSpec)):
             raise ValueError("only a reconstruct model of sequences carries an anomaly calibration")
         return self
@@ -287,6 +304,21 @@ class Manifest(_Strict):
             raise ValueError("a compress model's gray variant, and only that, needs gray_entropy_model")
         if self.gray_training is None:
             raise ValueError("a gray variant needs its gray_training record")
+
+    def _check_fp16_variant(self) -> None:
+        if self.fp16 is None:
+            return
+        if self.task == "compress":
+            # A codec's encoder rounds its latent to the integers the stream codes and its decoder's
+            # pixels are hashed by the golden-stream tests: fp16 would change streams and answers.
+            raise ValueError("a compress model's graphs stay fp32 (streams must decode the same everywhere)")
+        if not isinstance(self.input, ImageInputSpec):
+            # ONNX Runtime 1.31 crashes optimising fp16 copies of the recurrent graphs (training.export_fp16).
+            raise ValueError("a sequence model's graphs stay fp32 (no fp16 variant)")
+        if not self.fp16.graphs or not set(self.fp16.graphs) <= set(self.graphs):
+            raise ValueError(f"fp16 graphs must be some of this version's graphs ({sorted(self.graphs)})")
+        if set(self.fp16.parity_max_abs_diff) != set(self.fp16.graphs):
+            raise ValueError("fp16.parity_max_abs_diff needs one bound per fp16 graph")
 
     @property
     def has_gray_variant(self) -> bool:

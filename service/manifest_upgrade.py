@@ -13,6 +13,8 @@ Schema 2 -> 3: nothing to translate; schema 3 adds the optional `anomaly` calibr
 models, which a schema-2 file does not have.
 
 Schema 3 -> 4: nothing to translate; schema 4 adds the optional gray variant of image models.
+
+Schema 4 -> 5: nothing to translate; schema 5 adds the optional fp16 variant of graphs.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def upgrade_v3(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "schema_version": 4}
 
 
+def upgrade_v4(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-4 manifest as a schema-5 one: schema 5 only adds the optional fp16 variant."""
+    return {**raw, "schema_version": 5}
+
+
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` in the current schema: older schemas translated, anything else returned as it is.
 
@@ -93,4 +100,6 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         raw = upgrade_v2(raw)
     if raw.get("schema_version") == 3:
         raw = upgrade_v3(raw)
+    if raw.get("schema_version") == 4:
+        raw = upgrade_v4(raw)
     return raw

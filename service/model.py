@@ -7,7 +7,7 @@ request path for it: body parsing, the stages, and one micro-batcher per graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from service.codecs.entropy import EntropyTables
 from service.engine import OnnxEngine
@@ -26,6 +26,8 @@ class LoadedModel:
     engines: dict[str, OnnxEngine]
     tables: EntropyTables | None = None
     gray_tables: EntropyTables | None = None  # a codec's gray variant's (see Manifest.gray_entropy_model)
+    # "fp16" when the version runs its fp16 variant's graphs (service.repository.runs_fp16), else "fp32".
+    precision: Literal["fp32", "fp16"] = "fp32"
     # Set by `service.repository.load_version` once the engines are warm.
     handler: ModelHandler = field(init=False, repr=False)
 

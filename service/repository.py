@@ -28,8 +28,9 @@ import numpy as np
 
 from service.codecs.entropy import EntropyTables
 from service.config import Settings
-from service.engine import OnnxEngine
+from service.engine import OnnxEngine, available_providers
 from service.errors import ModelUnavailableError, NotFoundError, ServiceError
+from service.gpu_memory import CUDA
 from service.kinds import handler_for
 from service.manifest import GRAY_PREFIX, MANIFEST_FILE, EntropyModelSpec, Manifest, load_manifest, sha256_of
 from service.model import LoadedModel
@@ -96,6 +97,19 @@ def _warmup_feeds(manifest: Manifest, role: str) -> dict[str, np.ndarray]:
     return {"sequences": np.zeros((1, int(lengths[0]), spec.features), np.float32), "lengths": lengths}
 
 
+def runs_fp16(manifest: Manifest, settings: Settings) -> bool:
+    """Whether a version runs its fp16 graphs (AE_PRECISION; auto: only where sessions run on CUDA).
+
+    A version without an fp16 variant always runs fp32; one with it runs fp16 for every graph the
+    variant holds (the rest stay fp32).
+    """
+    if manifest.fp16 is None or settings.precision == "fp32":
+        return False
+    if settings.precision == "fp16":
+        return True
+    return CUDA in available_providers(settings.providers)
+
+
 def load_version(folder: Path, settings: Settings) -> LoadedModel:
     """Validate, verify, load and warm one version folder; raises ModelLoadError with the reason."""
     try:
@@ -109,7 +123,10 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
             f"manifest says {manifest.name}/{manifest.version} but lives in {folder.parent.name}/{folder.name}"
         )
     engines: dict[str, OnnxEngine] = {}
+    half = runs_fp16(manifest, settings)
     for role, graph in manifest.graphs.items():
+        if half and manifest.fp16 is not None and role in manifest.fp16.graphs:
+            graph = manifest.fp16.graphs[role]
         path = _verified(folder, graph.file, graph.sha256, "graph file")
         try:
             engine = OnnxEngine(path, settings, threads=settings.intra_op_threads_for(manifest.input.kind))
@@ -119,6 +136,7 @@ def load_version(folder: Path, settings: Settings) -> LoadedModel:
         engines[role] = engine
     tables = _load_tables(folder, manifest, manifest.entropy_model)
     model = LoadedModel(manifest, engines, tables, _load_tables(folder, manifest, manifest.gray_entropy_model))
+    model.precision = "fp16" if half else "fp32"
     try:
         model.handler = handler_for(model, settings)
     except ValueError as error:

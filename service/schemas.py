@@ -69,6 +69,9 @@ class ModelVersionInfo(BaseModel):
     latent: LatentSpec
     operations: list[str]
     providers: list[str] = Field(description="ONNX Runtime providers actually in use")
+    precision: Literal["fp32", "fp16"] = Field(
+        default="fp32", description="fp16: the version runs its float16 graphs (AE_PRECISION), fp32 its own"
+    )
     parity_max_abs_diff: float
     training: dict[str, Any]
     anomaly: AnomalyInfo | None = Field(

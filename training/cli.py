@@ -61,8 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     export = commands.add_parser("export", help="export a run to models/NAME/VERSION/")
-    export.add_argument("run_dir", type=Path)
+    export.add_argument("run_dir", type=Path, nargs="?", help="the run (not with --fp16-of)")
     export.add_argument("--name", default=None, help="model name (kebab-case); required unless --gray-of")
+    export.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write float16 copies of the graphs (float32 at their inputs and outputs), parity-checked",
+    )
+    export.add_argument(
+        "--fp16-of",
+        type=Path,
+        default=None,
+        help="no run: export a new version of this model version (models/NAME/VERSION) holding its files "
+        "and float16 copies of its graphs",
+    )
     export.add_argument(
         "--gray-of",
         type=Path,
@@ -242,11 +254,25 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
-    """`ae-train export`: a run as a new model version, or (--gray-of) as an RGB version's gray variant."""
+    """`ae-train export`: a run as a new model version, or as an RGB version's gray variant, or fp16 copies.
+
+    --gray-of: the run is the gray variant of that version; --fp16-of: no run, that version plus
+    float16 copies of its graphs.
+    """
+    if args.fp16_of is not None:
+        from training.export_fp16 import export_fp16_of
+
+        if args.run_dir is not None or args.gray_of is not None or args.name is not None:
+            parser.error("--fp16-of takes no run, --name or --gray-of: it copies a model version")
+        return export_fp16_of(args.fp16_of, args.models_dir, args.version)
+    if args.run_dir is None:
+        parser.error("export needs a run folder (or --fp16-of)")
     if args.gray_of is not None:
         from training.export_gray import export_gray_variant
 
-        return export_gray_variant(args.run_dir, args.gray_of, args.models_dir, args.version, args.self_ensemble)
+        return export_gray_variant(
+            args.run_dir, args.gray_of, args.models_dir, args.version, args.self_ensemble, fp16=args.fp16
+        )
     from training.export import export_run
 
     if args.name is None:
@@ -259,6 +285,7 @@ def _export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
         args.task,
         args.max_length,
         self_ensemble=args.self_ensemble,
+        fp16=args.fp16,
     )
 
 

@@ -62,7 +62,8 @@ def next_version(folder: Path) -> int:
     return int(versions[-1].name) + 1 if versions else 1
 
 
-def _tensor_specs(values: Any) -> list[TensorSpec]:
+def tensor_specs(values: Any) -> list[TensorSpec]:
+    """The manifest's description of a graph's inputs or outputs (names, symbolic shapes, dtypes)."""
     specs = []
     for value in values:
         tensor = value.type.tensor_type
@@ -166,10 +167,12 @@ def export_run(
     task: str | None = None,
     max_length: int = 4096,
     self_ensemble: int = 1,
+    fp16: bool = False,
 ) -> Path:
     """Export the run's best checkpoint; returns the new version folder.
 
-    `self_ensemble` > 1 averages the autoencoder graph over that many orientations (see graphs.py).
+    `self_ensemble` > 1 averages the autoencoder graph over that many orientations (see graphs.py);
+    `fp16` adds float16 copies of the graphs (training.export_fp16).
     """
     model, config, state = restore_model(run_dir)
     plans = graph_plans(model, self_ensemble)  # refuses a self-ensemble the model cannot have, first
@@ -184,6 +187,10 @@ def export_run(
         final = final_validation(run_dir)
         recorded = recorded_config(config, self_ensemble)
         manifest = _manifest(model, recorded, state, final, name, version, task, max_length, graphs, worst, entropy)
+        if fp16:
+            from training.export_fp16 import with_fp16_variant  # imports this module
+
+            manifest = with_fp16_variant(out, manifest)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load
@@ -214,8 +221,8 @@ def export_graphs(
         graphs[prefix + plan.role] = GraphSpec(
             file=path.name,
             sha256=sha256_of(path),
-            inputs=_tensor_specs(proto.input),
-            outputs=_tensor_specs(proto.output),
+            inputs=tensor_specs(proto.input),
+            outputs=tensor_specs(proto.output),
         )
     return graphs, worst
 

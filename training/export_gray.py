@@ -27,6 +27,7 @@ from training.export import (
     recorded_config,
     training_record,
 )
+from training.export_fp16 import with_fp16_variant
 from training.graphs import graph_plans
 from training.models.codec import CompressionAutoencoder
 
@@ -34,9 +35,17 @@ GRAY_TABLES_FILE = "gray_entropy_tables.json"
 
 
 def export_gray_variant(
-    gray_run: Path, rgb_version: Path, models_dir: Path, version: int | None = None, self_ensemble: int = 1
+    gray_run: Path,
+    rgb_version: Path,
+    models_dir: Path,
+    version: int | None = None,
+    self_ensemble: int = 1,
+    fp16: bool = False,
 ) -> Path:
-    """Export `gray_run` as the gray variant of the RGB model version `rgb_version`; returns the new folder."""
+    """Export `gray_run` as the gray variant of the RGB model version `rgb_version`; returns the new folder.
+
+    `fp16` adds float16 copies of every graph, RGB and gray (training.export_fp16).
+    """
     model, config, state = restore_model(gray_run)
     rgb = load_manifest(rgb_version)
     if not isinstance(rgb.input, ImageInputSpec) or rgb.input.channels != 3 or rgb.has_gray_variant:
@@ -72,6 +81,8 @@ def export_gray_variant(
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
         )
+        if fp16:
+            manifest = with_fp16_variant(out, manifest)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out)  # never leave a version folder the service would half-load

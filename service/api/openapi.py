@@ -300,6 +300,7 @@ _MODEL_EXAMPLE: dict[str, Any] = {
             "latent": {"kind": "vector", "shape": [32], "dtype": "float32", "downsample": None},
             "operations": ["encode", "decode", "reconstruct"],
             "providers": ["CPUExecutionProvider"],
+            "precision": "fp32",
             "parity_max_abs_diff": 4.4e-05,
             "training": {"steps": 3750, "wall_time_s": 810.88, "device": "cpu", "final_validation": {"mse": 0.1166}},
         }

@@ -55,7 +55,7 @@ def test_an_allocation_failure_in_a_run_is_503_overloaded(engine: OnnxEngine, mo
             "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer"
         )
 
-    monkeypatch.setattr(engine.session, "run", out_of_memory)
+    monkeypatch.setattr(engine.session, "run_with_iobinding", out_of_memory)
     with pytest.raises(OverloadedError, match="short of accelerator memory"):
         engine.run({"image": np.zeros((1, 3, 8, 8), np.float32)})
 
@@ -64,6 +64,6 @@ def test_other_run_failures_are_not_disguised(engine: OnnxEngine, monkeypatch) -
     def broken(*args: object) -> None:
         raise RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code")
 
-    monkeypatch.setattr(engine.session, "run", broken)
+    monkeypatch.setattr(engine.session, "run_with_iobinding", broken)
     with pytest.raises(RuntimeException):
         engine.run({"image": np.zeros((1, 3, 8, 8), np.float32)})

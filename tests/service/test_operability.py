@@ -45,6 +45,7 @@ def _run_cli(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[
         ("AE_PROVIDERS", "[1]", "[0] Input should be a valid string"),
         ("AE_WORKERS", "two", "Input should be a valid integer"),
         ("AE_LOG_LEVEL", "loud", "Input should be 'critical', 'error', 'warning', 'info' or 'debug'"),
+        ("AE_PRECISION", "bf16", "Input should be 'auto', 'fp32' or 'fp16'"),
     ],
 )
 def test_a_settings_mistake_is_one_line_naming_variable_value_and_form(variable, value, expected):

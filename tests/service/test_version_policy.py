@@ -113,8 +113,9 @@ def test_the_committed_policy_loads_what_the_cards_promise():
         versions = version_folders(folder)
         rule = policy.rule_for(folder.name, load_manifest(versions[-1]).task)
         chosen[folder.name] = rule.select([int(v.name) for v in versions])
-    assert chosen["image-conv"] == [2] and chosen["ecg-embed"] == [2]
-    assert chosen["image-denoise"] == [4, 5]  # v4: the fast tier its card recommends; both with gray
+    assert chosen["image-conv"] == [3] and chosen["ecg-embed"] == [2]
+    # v6: the fast tier its card recommends, v7 the default; both with gray and fp16
+    assert chosen["image-denoise"] == [6, 7]
     assert chosen["image-codec-q1"] == [2, 3, 4]  # v2 and v3 streams must still decode
 
 

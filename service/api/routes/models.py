@@ -22,6 +22,7 @@ def _version_info(model: LoadedModel) -> ModelVersionInfo:
         latent=m.latent,
         operations=m.operations,
         providers=model.providers,
+        precision=model.precision,
         parity_max_abs_diff=m.parity_max_abs_diff,
         training={
             "data": m.training.data,
