@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--task", choices=["compress", "denoise", "embed", "reconstruct"], default=None)
     export.add_argument("--max-length", type=int, default=4096, help="longest series the service accepts")
     export.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="model.KEY=VALUE",
+        help="a model setting chosen after training that holds no weights (e.g. model.served_paa_weight=3)",
+    )
+    export.add_argument(
         "--self-ensemble",
         type=int,
         choices=(1, 4, 8),
@@ -124,7 +132,10 @@ def _parser() -> argparse.ArgumentParser:
         "--held-out-file",
         type=Path,
         default=Path("../shared/datasets/sequences/ecg5000/ECG5000_TRAIN.txt"),
-        help="the labelled series file the model mixed in; its manifest-recorded held-out part is scored",
+        help=(
+            "the labelled series file the model mixed in; its manifest-recorded held-out part is scored "
+            "(with --design-run: leave-one-out on the rest of it, never the held-out part)"
+        ),
     )
     series.add_argument("--no-multivariate", action="store_true", help="skip BasicMotions (6 channels)")
     series.add_argument(
@@ -245,7 +256,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
         from training.evaluate import series
 
         if args.design_run is not None:
-            return series.design_scores(args.design_run)
+            return series.design_scores(args.design_run, args.held_out_file)
         return series.run(model(args.model), args.held_out_file, not args.no_multivariate, args.out)
     from training.evaluate import embeddings
 
@@ -262,13 +273,16 @@ def _export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
     if args.fp16_of is not None:
         from training.export_fp16 import export_fp16_of
 
-        if args.run_dir is not None or args.gray_of is not None or args.name is not None:
-            parser.error("--fp16-of takes no run, --name or --gray-of: it copies a model version")
+        if args.run_dir is not None or args.gray_of is not None or args.name is not None or args.overrides:
+            parser.error("--fp16-of takes no run, --name, --gray-of or --set: it copies a model version")
         return export_fp16_of(args.fp16_of, args.models_dir, args.version)
     if args.run_dir is None:
         parser.error("export needs a run folder (or --fp16-of)")
     if args.gray_of is not None:
         from training.export_gray import export_gray_variant
+
+        if args.overrides:
+            parser.error("--set applies to a run's own export, not to --gray-of")
 
         return export_gray_variant(
             args.run_dir, args.gray_of, args.models_dir, args.version, args.self_ensemble, fp16=args.fp16
@@ -286,6 +300,7 @@ def _export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
         args.max_length,
         self_ensemble=args.self_ensemble,
         fp16=args.fp16,
+        overrides=args.overrides,
     )
 
 

@@ -168,13 +168,16 @@ def export_run(
     max_length: int = 4096,
     self_ensemble: int = 1,
     fp16: bool = False,
+    overrides: list[str] | None = None,
 ) -> Path:
     """Export the run's best checkpoint; returns the new version folder.
 
     `self_ensemble` > 1 averages the autoencoder graph over that many orientations (see graphs.py);
     `fp16` adds float16 copies of the graphs (training.export_fp16).
+    `overrides` (`model.key=value`) set model settings chosen after training that hold no weights (a
+    hybrid series embedder's `served_paa_weight`); the manifest records the config with them.
     """
-    model, config, state = restore_model(run_dir)
+    model, config, state = restore_model(run_dir, overrides=overrides)
     plans = graph_plans(model, self_ensemble)  # refuses a self-ensemble the model cannot have, first
     version = version or next_version(models_dir / name)
     out = models_dir / name / str(version)

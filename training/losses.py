@@ -26,11 +26,12 @@ def sequence_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[
 
 
 def info_nce(latents: Tensor, pairs: int, temperature: float) -> tuple[Tensor, Tensor]:
-    """(InfoNCE loss, top-1 pair accuracy) of unit-length latents: rows i and i + pairs are positives.
+    """(InfoNCE loss, top-1 pair accuracy) on the cosine similarity of latents: rows i and i + pairs are positives.
 
-    Every other row of the batch is a negative (NT-Xent, as in SimCLR).
+    Every other row of the batch is a negative (NT-Xent, as in SimCLR). Latents are L2-normalised here
+    (a no-op for unit-length ones; a hybrid latent with a PAA part is not unit-length).
     """
-    z = latents.float()
+    z = torch.nn.functional.normalize(latents.float(), dim=-1)
     similarity = z @ z.T / temperature
     similarity = similarity.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
     index = torch.arange(len(z), device=z.device)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.model import LoadedModel
+from training.config import SequenceDataConfig, SyntheticDataConfig
 from training.data import read_sequences, split_indices
 from training.evaluate.embeddings import _SETTINGS, one_nn_accuracy
 from training.evaluate.served import evaluation_folder, load_served, scored_versions
@@ -182,22 +183,34 @@ def run(model_dir: Path, held_out_file: Path, multivariate: bool = True, out: Pa
     return report
 
 
-def design_scores(run_dir: Path) -> dict[str, Any]:
+def design_scores(run_dir: Path, series_file: Path | None = None) -> dict[str, Any]:
     """Leave-one-out 1-NN on the TRAIN splits only, of a run's best checkpoint (eager torch).
 
     The score design and checkpoints may be chosen by: no TEST split and no held-out series is read.
+    With `series_file` (the labelled file the run mixed in) its training part is scored too: the
+    series outside the run's seeded held-out part (most of them trained on, without labels).
     """
     import torch
 
     from training.checkpoint import restore_model
     from training.models.recurrent import RecurrentAutoencoder
 
-    model, _, state = restore_model(run_dir)
+    model, config, state = restore_model(run_dir)
     if not isinstance(model, RecurrentAutoencoder):
         raise ValueError(f"{run_dir} holds a {type(model).__name__}, not a sequence embedder")
+    sets = {name: load_split(name, "train") for name in UNIVARIATE_SETS}
+    if series_file is not None:
+        data = read_sequences(series_file)
+        split = config.data
+        assert isinstance(split, SequenceDataConfig | SyntheticDataConfig)  # a sequence embedder's run
+        rest, _ = split_indices(len(data.series), split.val_fraction, split.split_seed)
+        sets[f"{series_file.stem.split('_')[0]}-training-part"] = (
+            np.stack([s.T for s in data.series])[rest],
+            np.asarray(data.labels)[rest],
+        )
     scores: dict[str, Any] = {"run": str(run_dir), "step": int(state["step"])}
-    for name in UNIVARIATE_SETS:
-        x, y = load_split(name, "train")
+    bins, weight = int(getattr(model.config, "paa_bins", 0)), float(getattr(model.config, "paa_weight", 1.0))
+    for name, (x, y) in sets.items():
         series = znorm(x[:, 0, :]).astype(np.float32)
         lengths = torch.full((len(series),), series.shape[1])
         with torch.no_grad():
@@ -205,5 +218,29 @@ def design_scores(run_dir: Path) -> dict[str, Any]:
         scores[name] = {
             "train_loo_raw_1nn": leave_one_out_accuracy(series, y),
             "train_loo_embedding_1nn": leave_one_out_accuracy(embedded, y),
+            **hybrid_design_scores(embedded, y, bins, weight),
         }
+    return scores
+
+
+HYBRID_WEIGHTS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def hybrid_design_scores(embedded: np.ndarray, labels: np.ndarray, bins: int, weight: float) -> dict[str, float]:
+    """TRAIN-split LOO of a hybrid latent's parts and of other PAA weights (none without a PAA part).
+
+    The PAA part is linear in `paa_weight` and the learned part does not depend on it, so the latent
+    at another weight is the same encoding with its first `bins` numbers rescaled.
+    """
+    if not bins:
+        return {}
+    coarse, learned = embedded[:, :bins], embedded[:, bins:]
+    unit = coarse / weight
+    scores = {
+        "train_loo_paa_part_1nn": leave_one_out_accuracy(coarse, labels),
+        "train_loo_learned_part_1nn": leave_one_out_accuracy(learned, labels),
+    }
+    for weight in HYBRID_WEIGHTS:
+        mixed = np.concatenate([unit * weight, learned], axis=1)
+        scores[f"train_loo_paa_weight_{weight:g}_1nn"] = leave_one_out_accuracy(mixed, labels)
     return scores
