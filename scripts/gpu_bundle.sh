@@ -15,12 +15,14 @@ PART_MB=${PART_MB:-30}
 rm -rf "$out" && mkdir -p "$out/wheels" "$out/parts" "$out/bin" "$out/lib"
 # Already in the GPU machine's image (the device tool's KINDS.md), or CUDA libraries its torch brings:
 # not carried. Everything else the service pins (requirements/service.txt) is.
-present='^(numpy|pillow|protobuf|grpcio|googleapis-common-protos|certifi|charset-normalizer|idna|requests|urllib3|anyio|h11|click|pyyaml|uvloop|packaging|pip|typing-extensions|prometheus-client|flatbuffers|lazy-loader|nvidia-.*|opentelemetry-.*|websockets|watchfiles|httptools)=='
+present='^(numpy|pillow|protobuf|grpcio|certifi|charset-normalizer|idna|requests|urllib3|anyio|h11|click|pyyaml|uvloop|packaging|pip|typing-extensions|prometheus-client|flatbuffers|lazy-loader|nvidia-.*)=='
 grep -E '^[a-z0-9_.-]+==' requirements/service.txt | grep -v -E "$present" >"$out/requirements.txt"
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any \
   -d "$out/wheels" -r "$out/requirements.txt"
+# Checksums of the whole wheels: gpu_check.sh verifies the joined parts against them.
+(cd "$out/wheels" && sha256sum ./*.whl) >"$out/SHA256SUMS"
 for wheel in "$out"/wheels/*.whl; do
   if (($(stat -c %s "$wheel") > PART_MB * 1024 * 1024)); then
     split -b "${PART_MB}m" -d "$wheel" "$out/parts/$(basename "$wheel").part-"

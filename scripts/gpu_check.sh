@@ -9,6 +9,7 @@
 #                                          wheel parts sent ahead into /tmp/gpu-parts (docs/gpu.md)
 # Budget: ~4 minutes on the GPU machine (10 s per rate and load run).
 set -euo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == --dry-run ]]; then
   exec "${PYTHON:-.venv/bin/python}" -m bench.gpu_check --dry-run --out "${2:-/tmp/gpu-check-dry}"
@@ -16,16 +17,21 @@ fi
 out=${1:-${OUT:-gpu-results}}
 bundle=.gpu-bundle
 parts=/tmp/gpu-parts
+if [[ ! -f $bundle/SHA256SUMS ]]; then
+  echo "gpu_check: no $bundle here: run scripts/gpu_bundle.sh and carry .gpu-bundle (docs/gpu.md)" >&2
+  exit 2
+fi
 mkdir -p "$parts"
-cp "$bundle"/parts/*.part-* "$parts"/ 2>/dev/null || true
-# Join the parts of each large wheel (sent over several calls) back into the wheel.
+for part in "$bundle"/parts/*.part-*; do cp "$part" "$parts"/; done
+# Join the parts of each large wheel (sent over several calls) back into the wheel, and check every
+# wheel against the checksums gpu_bundle.sh wrote: a missing or broken part stops here, by name.
 for first in "$parts"/*.part-00; do
-  [[ -e $first ]] || continue
-  wheel=$parts/$(basename "${first%.part-00}")
-  cat "${first%.part-00}".part-* >"$wheel"
+  cat "${first%.part-00}".part-* >"${first%.part-00}"
 done
+for wheel in "$parts"/*.whl; do cp "$wheel" "$bundle"/wheels/; done
+(cd "$bundle/wheels" && sha256sum --check --quiet ../SHA256SUMS)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  "$bundle"/wheels/*.whl "$parts"/*.whl
+  "$bundle"/wheels/*.whl
 # onnxruntime-gpu (in /tmp/site, ahead of the image's CPU onnxruntime) loads CUDA 13 and cuDNN from
 # the nvidia-* packages the image's torch installed: their lib folders go on the loader's path, for
 # this process and the ae-serve workers it starts.

@@ -25,11 +25,12 @@ GPU_BATCHING: dict[str, Any] = {"max_batch_size": 64, "max_batch_pixels": 1024 *
 
 def batching_for(settings: Settings, providers: list[str]) -> Settings:
     """`settings` with the batching defaults of the device `providers` run on (the CPU's are declared)."""
-    if CUDA not in providers:
+    if not providers or providers[0] != CUDA:  # CUDA listed after the CPU: nodes are placed on the CPU
         return settings
     unset = {name: value for name, value in GPU_BATCHING.items() if name not in settings.model_fields_set}
     if not unset:
         return settings
+    # model_copy does not validate: the values above are valid, and no validator of Settings reads them.
     return settings.model_copy(update=unset)
 
 

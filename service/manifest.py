@@ -245,7 +245,7 @@ class Fp16Variant(_Strict):
     """
 
     graphs: dict[GraphRole, GraphSpec]
-    parity_max_abs_diff: dict[GraphRole, float]
+    parity_max_abs_diff: dict[GraphRole, Annotated[float, Field(ge=0, allow_inf_nan=False)]]
     measured_with: str
 
 
@@ -319,6 +319,9 @@ class Manifest(_Strict):
             raise ValueError(f"fp16 graphs must be some of this version's graphs ({sorted(self.graphs)})")
         if set(self.fp16.parity_max_abs_diff) != set(self.fp16.graphs):
             raise ValueError("fp16.parity_max_abs_diff needs one bound per fp16 graph")
+        for role, graph in self.fp16.graphs.items():
+            if (graph.inputs, graph.outputs) != (self.graphs[role].inputs, self.graphs[role].outputs):
+                raise ValueError(f"fp16 graph {role} must keep the fp32 graph's inputs and outputs")
 
     @property
     def has_gray_variant(self) -> bool:

@@ -107,7 +107,7 @@ def runs_fp16(manifest: Manifest, settings: Settings) -> bool:
         return False
     if settings.precision == "fp16":
         return True
-    return CUDA in available_providers(settings.providers)
+    return available_providers(settings.providers)[0] == CUDA
 
 
 def load_version(folder: Path, settings: Settings) -> LoadedModel:

@@ -179,6 +179,10 @@ def export_run(
     """
     model, config, state = restore_model(run_dir, overrides=overrides)
     plans = graph_plans(model, self_ensemble)  # refuses a self-ensemble the model cannot have, first
+    if fp16:  # refused before anything is written
+        from training.export_fp16 import refuse_fp16  # imports this module
+
+        refuse_fp16(task or default_task(config.to_dict()), isinstance(model, ConvAutoencoder | CompressionAutoencoder))
     version = version or next_version(models_dir / name)
     out = models_dir / name / str(version)
     if out.exists():

@@ -42,7 +42,7 @@ from service.manifest import (
     load_manifest,
     sha256_of,
 )
-from training.export import next_version
+from training.export import next_version, tensor_specs
 
 FP16_PREFIX = "fp16_"
 # float16 keeps 11 significant bits (relative step 4.9e-4); a deep conv net accumulates a few steps.
@@ -107,12 +107,17 @@ def _worst_difference(
     return worst
 
 
+def refuse_fp16(task: str, image_model: bool) -> None:
+    """Raise when a model of this task and input kind cannot have an fp16 variant (see the module's doc)."""
+    if task == "compress":
+        raise Fp16ExportError("codec graphs stay fp32: fp16 would change the streams and the decoded pixels")
+    if not image_model:
+        raise Fp16ExportError("sequence graphs stay fp32: ONNX Runtime 1.31 crashes optimising their fp16 copies")
+
+
 def add_fp16_graphs(folder: Path, manifest: Manifest) -> Fp16Variant:
     """Write `fp16_<role>.onnx` beside each of `manifest`'s graphs in `folder`, checked; their variant entry."""
-    if manifest.task == "compress":
-        raise Fp16ExportError("codec graphs stay fp32: fp16 would change the streams and the decoded pixels")
-    if not isinstance(manifest.input, ImageInputSpec):  # checked before any session of a copy is created
-        raise Fp16ExportError("sequence graphs stay fp32: ONNX Runtime 1.31 crashes optimising their fp16 copies")
+    refuse_fp16(manifest.task, isinstance(manifest.input, ImageInputSpec))  # before any session of a copy
     graphs: dict[str, GraphSpec] = {}
     bounds: dict[str, float] = {}
     for role, spec in manifest.graphs.items():
@@ -124,7 +129,10 @@ def add_fp16_graphs(folder: Path, manifest: Manifest) -> Fp16Variant:
             bounds[role] = _worst_difference(_session(fp32_path), _session(path), parity_feeds(folder, manifest, role))
         except Fp16ExportError as error:
             raise Fp16ExportError(f"{path.name}: {error}") from error
-        graphs[role] = spec.model_copy(update={"file": path.name, "sha256": sha256_of(path)})
+        proto = onnx.load(str(path), load_external_data=False).graph
+        graphs[role] = GraphSpec(
+            file=path.name, sha256=sha256_of(path), inputs=tensor_specs(proto.input), outputs=tensor_specs(proto.output)
+        )
     return Fp16Variant.model_validate(
         {
             "graphs": {role: g.model_dump() for role, g in graphs.items()},
@@ -145,6 +153,7 @@ def export_fp16_of(source: Path, models_dir: Path, version: int | None = None) -
     manifest = load_manifest(source)
     if manifest.fp16 is not None:
         raise Fp16ExportError(f"{source} already has an fp16 variant")
+    refuse_fp16(manifest.task, isinstance(manifest.input, ImageInputSpec))
     version = version or next_version(models_dir / manifest.name)
     out = models_dir / manifest.name / str(version)
     if out.exists():

@@ -27,7 +27,7 @@ from training.export import (
     recorded_config,
     training_record,
 )
-from training.export_fp16 import with_fp16_variant
+from training.export_fp16 import refuse_fp16, with_fp16_variant
 from training.graphs import graph_plans
 from training.models.codec import CompressionAutoencoder
 
@@ -58,6 +58,8 @@ def export_gray_variant(
     plans = graph_plans(model, self_ensemble)
     if {plan.role for plan in plans} != set(rgb.graphs):
         raise ValueError(f"{gray_run} exports {sorted(p.role for p in plans)}, the RGB version {sorted(rgb.graphs)}")
+    if fp16:
+        refuse_fp16(rgb.task, image_model=True)
     version = version or next_version(models_dir / rgb.name)
     out = models_dir / rgb.name / str(version)
     if out.exists():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, RuntimeException
 
 import service.gpu_memory
 from service.config import Settings
@@ -54,6 +54,16 @@ def test_an_allocation_failure_in_a_run_is_503_overloaded(engine: OnnxEngine, mo
         raise RuntimeException(
             "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer"
         )
+
+    monkeypatch.setattr(engine.session, "run_with_iobinding", out_of_memory)
+    with pytest.raises(OverloadedError, match="short of accelerator memory"):
+        engine.run({"image": np.zeros((1, 3, 8, 8), np.float32)})
+
+
+def test_a_cuda_provider_failure_to_allocate_is_503_too(engine: OnnxEngine, monkeypatch) -> None:
+    # The CUDA provider reports some allocation failures as EP_FAIL, a class of its own.
+    def out_of_memory(*args: object) -> None:
+        raise EPFail("[ONNXRuntimeError] : 11 : EP_FAIL : CUDA failure 2: out of memory")
 
     monkeypatch.setattr(engine.session, "run_with_iobinding", out_of_memory)
     with pytest.raises(OverloadedError, match="short of accelerator memory"):

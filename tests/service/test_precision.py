@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
+import service.device_defaults
 import service.repository
 from service.config import Settings
 from service.device_defaults import GPU_BATCHING, batching_for
@@ -90,6 +91,8 @@ def test_auto_picks_fp16_only_where_sessions_run_on_cuda(fp16_models: Path, monk
     monkeypatch.setattr(service.repository, "available_providers", lambda preferred: [CUDA, CPU])
     assert runs_fp16(with_variant, Settings(precision="auto")) and not runs_fp16(without, Settings(precision="auto"))
     assert not runs_fp16(with_variant, Settings(precision="fp32"))
+    monkeypatch.setattr(service.repository, "available_providers", lambda preferred: [CPU, CUDA])
+    assert not runs_fp16(with_variant, Settings(precision="auto"))  # CUDA second: the CPU runs the graphs
     monkeypatch.setattr(service.repository, "available_providers", lambda preferred: [CPU])
     assert not runs_fp16(with_variant, Settings(precision="auto")) and runs_fp16(
         with_variant, Settings(precision="fp16")
@@ -98,7 +101,7 @@ def test_auto_picks_fp16_only_where_sessions_run_on_cuda(fp16_models: Path, monk
 
 def test_a_gpu_gets_bigger_batches_unless_they_were_set() -> None:
     cpu = Settings()
-    assert batching_for(cpu, [CPU]) is cpu
+    assert batching_for(cpu, [CPU]) is cpu and batching_for(cpu, [CPU, CUDA]) is cpu
     gpu = batching_for(Settings(), [CUDA, CPU])
     assert {name: getattr(gpu, name) for name in GPU_BATCHING} == GPU_BATCHING
     assert (cpu.max_batch_size, cpu.max_batch_pixels, cpu.max_wait_ms) != tuple(GPU_BATCHING.values())
@@ -110,9 +113,12 @@ def test_a_gpu_gets_bigger_batches_unless_they_were_set() -> None:
     )
 
 
-def test_the_app_applies_the_devices_batching(fp16_models: Path) -> None:
-    app = create_app(service_settings(fp16_models))
-    assert app.state.service.settings.max_batch_size == Settings().max_batch_size  # CPU here: the declared default
+def test_the_app_applies_the_devices_batching(fp16_models: Path, monkeypatch) -> None:
+    cpu = create_app(service_settings(fp16_models)).state.service.settings
+    assert (cpu.max_batch_size, cpu.max_batch_pixels, cpu.max_wait_ms) == (16, 65536, 2.0)
+    monkeypatch.setattr(service.device_defaults, "available_providers", lambda preferred, insist: [CUDA, CPU])
+    gpu = create_app(service_settings(fp16_models, max_wait_ms=1.0)).state.service.settings
+    assert (gpu.max_batch_size, gpu.max_batch_pixels, gpu.max_wait_ms) == (64, 1024 * 1024, 1.0)
 
 
 def _graph(tiny_models: Path, name: str, role: str) -> Path:

@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+import training.export_fp16
 from service.manifest import Manifest, load_manifest
 from training.cli import main
 from training.export import export_run
@@ -91,3 +92,14 @@ def test_the_cli_refuses_a_run_beside_fp16_of(tiny_models, tmp_path, capsys):
     assert exit_info.value.code == 2 and "--fp16-of takes no run" in capsys.readouterr().err
     assert main(["export", "--fp16-of", str(tiny_models / "tiny-image" / "1"), "--models-dir", str(tmp_path)]) == 0
     assert load_manifest(tmp_path / "tiny-image" / "1").fp16 is not None
+
+
+def test_refusals_come_before_anything_is_written(tiny_runs, tiny_models, tmp_path, monkeypatch):
+    with pytest.raises(Fp16ExportError, match="sequence graphs stay fp32"):
+        export_run(tiny_runs["recurrent"], "tiny-seq", tmp_path, fp16=True)
+    assert not (tmp_path / "tiny-seq").exists()
+    # A copy beyond the tolerance is refused and its half-written version removed.
+    monkeypatch.setattr(training.export_fp16, "FP16_TOLERANCE", 0.0)
+    with pytest.raises(Fp16ExportError, match="differs from fp32"):
+        export_fp16_of(tiny_models / "tiny-image" / "1", tmp_path)
+    assert not (tmp_path / "tiny-image" / "1").exists()
