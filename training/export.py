@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,25 @@ _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int6
 
 class ExportError(RuntimeError):
     """The exported graph is not faithful to the torch model (axes or parity)."""
+
+
+@contextmanager
+def new_version_folder(models_dir: Path, name: str, version: int | None = None) -> Iterator[tuple[Path, int]]:
+    """A new, empty `models_dir/name/VERSION` (the next free version unless given) and its number.
+
+    Versions are immutable, so an existing folder is refused; a block that fails removes the folder
+    again, so the service never finds a half-written version.
+    """
+    version = version or next_version(models_dir / name)
+    out = models_dir / name / str(version)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; versions are immutable, pick another")
+    out.mkdir(parents=True)
+    try:
+        yield out, version
+    except BaseException:
+        shutil.rmtree(out)
+        raise
 
 
 def next_version(folder: Path) -> int:
@@ -183,12 +204,7 @@ def export_run(
         from training.export_fp16 import refuse_fp16  # imports this module
 
         refuse_fp16(task or default_task(config.to_dict()), isinstance(model, ConvAutoencoder | CompressionAutoencoder))
-    version = version or next_version(models_dir / name)
-    out = models_dir / name / str(version)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; versions are immutable, pick another")
-    out.mkdir(parents=True)
-    try:
+    with new_version_folder(models_dir, name, version) as (out, version):
         graphs, worst = export_graphs(model, plans, out)
         entropy = export_tables(model, out) if isinstance(model, CompressionAutoencoder) else None
         final = final_validation(run_dir)
@@ -199,9 +215,6 @@ def export_run(
 
             manifest = with_fp16_variant(out, manifest)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(out)  # never leave a version folder the service would half-load
-        raise
     return out
 
 

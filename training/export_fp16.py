@@ -42,7 +42,7 @@ from service.manifest import (
     load_manifest,
     sha256_of,
 )
-from training.export import next_version, tensor_specs
+from training.export import new_version_folder, tensor_specs
 
 FP16_PREFIX = "fp16_"
 # float16 keeps 11 significant bits (relative step 4.9e-4); a deep conv net accumulates a few steps.
@@ -154,12 +154,7 @@ def export_fp16_of(source: Path, models_dir: Path, version: int | None = None) -
     if manifest.fp16 is not None:
         raise Fp16ExportError(f"{source} already has an fp16 variant")
     refuse_fp16(manifest.task, isinstance(manifest.input, ImageInputSpec))
-    version = version or next_version(models_dir / manifest.name)
-    out = models_dir / manifest.name / str(version)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; versions are immutable, pick another")
-    out.mkdir(parents=True)
-    try:
+    with new_version_folder(models_dir, manifest.name, version) as (out, version):
         for file in _files_of(manifest):
             shutil.copy2(source / file, out / file)
         renamed = Manifest.model_validate(
@@ -170,9 +165,6 @@ def export_fp16_of(source: Path, models_dir: Path, version: int | None = None) -
             }
         )
         (out / MANIFEST_FILE).write_text(with_fp16_variant(out, renamed).model_dump_json(indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(out)  # never leave a version folder the service would half-load
-        raise
     return out
 
 

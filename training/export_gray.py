@@ -23,7 +23,7 @@ from training.export import (
     export_tables,
     final_validation,
     input_and_latent,
-    next_version,
+    new_version_folder,
     recorded_config,
     training_record,
 )
@@ -60,12 +60,7 @@ def export_gray_variant(
         raise ValueError(f"{gray_run} exports {sorted(p.role for p in plans)}, the RGB version {sorted(rgb.graphs)}")
     if fp16:
         refuse_fp16(rgb.task, image_model=True)
-    version = version or next_version(models_dir / rgb.name)
-    out = models_dir / rgb.name / str(version)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; versions are immutable, pick another")
-    out.mkdir(parents=True)
-    try:
+    with new_version_folder(models_dir, rgb.name, version) as (out, version):
         files = [g.file for g in rgb.graphs.values()] + ([rgb.entropy_model.file] if rgb.entropy_model else [])
         for file in files:
             shutil.copy2(rgb_version / file, out / file)
@@ -86,7 +81,4 @@ def export_gray_variant(
         if fp16:
             manifest = with_fp16_variant(out, manifest)
         (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(out)  # never leave a version folder the service would half-load
-        raise
     return out
