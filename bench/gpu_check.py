@@ -30,8 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -42,6 +40,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from bench.client import Request, drive
+from bench.inprocess import rate
 from bench.load import LUA, Workload, run_wrk
 from bench.net import free_port, http_get, service_command, spawned
 from service.config import Settings
@@ -179,16 +178,6 @@ def parity(plan: Plan, models: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _rate(work: Callable[[], object], rows: int, seconds: float) -> float:
-    """Rows per second of `work` (one batch of `rows`), after a warm-up run."""
-    work()
-    count, started = 0, time.perf_counter()
-    while count == 0 or time.perf_counter() - started < seconds:
-        work()
-        count += 1
-    return count * rows / (time.perf_counter() - started)
-
-
 def in_process(plan: Plan, models: Path) -> list[dict[str, Any]]:
     """Engine-only throughput per workload on the device, fp32 and (where a version has it) fp16."""
     rows = []
@@ -201,14 +190,14 @@ def in_process(plan: Plan, models: Path) -> list[dict[str, Any]]:
             variants["fp16"] = image.fp16.graphs["autoencoder"].file
         for precision, file in variants.items():
             engine = _engine(image_folder / file, plan.device)
-            rate = _rate(partial(engine.run, feeds), batch, plan.seconds)
-            rows.append({"workload": f"image-conv reconstruct {side}x{side}", "batch": batch, precision: rate})
+            rows_per_s = rate(partial(engine.run, feeds), plan.seconds) * batch
+            rows.append({"workload": f"image-conv reconstruct {side}x{side}", "batch": batch, precision: rows_per_s})
     series_folder = latest_version_folder(models / "ecg-embed")
     feeds = _inputs(load_manifest(series_folder), "encoder", series_folder)
     feeds = {name: np.resize(value, (SEQUENCE_BATCH, *value.shape[1:])) for name, value in feeds.items()}
     engine = _engine(series_folder / "encoder.onnx", plan.device)
-    rate = _rate(partial(engine.run, feeds), SEQUENCE_BATCH, plan.seconds)
-    rows.append({"workload": f"ecg-embed encode {SEQUENCE_LENGTH}", "batch": SEQUENCE_BATCH, "fp32": rate})
+    rows_per_s = rate(partial(engine.run, feeds), plan.seconds) * SEQUENCE_BATCH
+    rows.append({"workload": f"ecg-embed encode {SEQUENCE_LENGTH}", "batch": SEQUENCE_BATCH, "fp32": rows_per_s})
     return _merged(rows)
 
 

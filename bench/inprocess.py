@@ -21,7 +21,8 @@ from service.repository import latest_version_folder, load_version
 SETTINGS = Settings(providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
 
 
-def _rate(work: Callable[[], Any], seconds: float = 2.0) -> float:
+def rate(work: Callable[[], Any], seconds: float = 2.0) -> float:
+    """Calls of `work` per second over `seconds`, after one warm-up call (at least one timed call)."""
     work()  # warm
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -60,8 +61,8 @@ def measure_limits(models: Path, workloads: list[Any]) -> dict[str, dict[str, fl
             return engine.run(feeds)
 
         limits[workload.name] = {
-            "onnx_only_per_s": _rate(onnx_only),
-            "pipeline_per_s": _rate(pipeline),
+            "onnx_only_per_s": rate(onnx_only),
+            "pipeline_per_s": rate(pipeline),
         }
     return limits
 
@@ -73,6 +74,6 @@ def measure_denoiser(models: Path, png: bytes) -> dict[str, str | float]:
     engine = model.engine_for("reconstruct")
     return {
         "model": f"image-denoise/{model.manifest.version}",
-        "onnx_ms": 1000.0 / _rate(lambda: engine.run(feeds), seconds=5.0),
-        "pipeline_ms": 1000.0 / _rate(lambda: image_reconstruct(model, png, "image/png", SETTINGS), seconds=5.0),
+        "onnx_ms": 1000.0 / rate(lambda: engine.run(feeds), seconds=5.0),
+        "pipeline_ms": 1000.0 / rate(lambda: image_reconstruct(model, png, "image/png", SETTINGS), seconds=5.0),
     }

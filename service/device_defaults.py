@@ -16,7 +16,7 @@ from typing import Any
 
 from service.config import Settings
 from service.engine import available_providers
-from service.gpu_memory import CUDA
+from service.gpu_memory import runs_on_cuda
 
 # Rows per run, padded pixels per batch of images (64 images of 128x128, 16 of 256x256), and the
 # wait for company while more requests are being decoded (a GPU run of a full batch costs ~ one row).
@@ -25,7 +25,7 @@ GPU_BATCHING: dict[str, Any] = {"max_batch_size": 64, "max_batch_pixels": 1024 *
 
 def batching_for(settings: Settings, providers: list[str]) -> Settings:
     """`settings` with the batching defaults of the device `providers` run on (the CPU's are declared)."""
-    if not providers or providers[0] != CUDA:  # CUDA listed after the CPU: nodes are placed on the CPU
+    if not runs_on_cuda(providers):
         return settings
     unset = {name: value for name, value in GPU_BATCHING.items() if name not in settings.model_fields_set}
     if not unset:

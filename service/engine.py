@@ -33,7 +33,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, Fail, RuntimeExc
 
 from service.config import Settings
 from service.errors import OverloadedError
-from service.gpu_memory import CUDA, cuda_memory_options
+from service.gpu_memory import CUDA, cuda_memory_options, runs_on_cuda
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -214,9 +214,8 @@ class OnnxEngine:
         self.label = f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        # Where outputs are allocated: on the GPU when the session runs there first (copied back once per
-        # run). A session listing CUDA after the CPU places its nodes on the CPU.
-        self.output_device = "cuda" if self.providers[0] == CUDA else "cpu"
+        # Where outputs are allocated: on the GPU when the session runs there (copied back once per run).
+        self.output_device = "cuda" if runs_on_cuda(self.providers) else "cpu"
 
     def _run_bound(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         binding = self.session.io_binding()

@@ -31,6 +31,15 @@ _mode: str | None = None
 _deciding = threading.Lock()  # versions load in worker threads (model control, lazy loads) at once
 
 
+def runs_on_cuda(providers: list[str]) -> bool:
+    """Whether sessions given `providers` (in preference order, as granted) run on CUDA.
+
+    Only as the first provider: ONNX Runtime places each node on the first provider that takes it,
+    so CUDA listed after the CPU runs nothing.
+    """
+    return bool(providers) and providers[0] == CUDA
+
+
 def cuda_memory_options(limit_mb: int, device_id: int = 0) -> tuple[dict[str, str], dict[str, str]]:
     """(session config entries, CUDA provider options) that bound this worker's CUDA memory to `limit_mb`.
 

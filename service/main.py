@@ -172,12 +172,10 @@ def _not_ready_on_sigterm(state: ServiceState) -> Callable[[], None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; settings default to the environment (`AE_*`), exiting with one line per mistake."""
-    settings = settings or settings_or_exit("service.main")
-    configure_logging(settings.log_level)
-    # The batching defaults of the device the graphs will run on (probes the providers once).
-    state = ServiceState(device_settings(settings))
+    state = ServiceState(settings or settings_or_exit("service.main"))
     service_metrics = ServiceMetrics()
     process = ProcessLoad()
+    configure_logging(state.settings.log_level)
     worker = claim_worker_index(state.settings.worker_slots_dir)
     set_worker_index(worker)
 
@@ -185,6 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore_signal = _not_ready_on_sigterm(state)
         configure_tracing(state.settings.tracing, f"worker-{worker}-pid-{os.getpid()}")
+        # The batching defaults of the device the graphs will run on (probes the providers once, as
+        # loading the models would); everything after this reads state.settings.
+        state.settings = device_settings(state.settings)
         await _load(state, service_metrics, process)
         lazy_versions = app.state.lazy_versions = _lazy_versions(state, service_metrics, process)
         model_control = app.state.model_control = _model_control(state, service_metrics, process)

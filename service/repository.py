@@ -30,7 +30,7 @@ from service.codecs.entropy import EntropyTables
 from service.config import Settings
 from service.engine import OnnxEngine, available_providers
 from service.errors import ModelUnavailableError, NotFoundError, ServiceError
-from service.gpu_memory import CUDA
+from service.gpu_memory import runs_on_cuda
 from service.kinds import handler_for
 from service.manifest import GRAY_PREFIX, MANIFEST_FILE, EntropyModelSpec, Manifest, load_manifest, sha256_of
 from service.model import LoadedModel
@@ -107,7 +107,7 @@ def runs_fp16(manifest: Manifest, settings: Settings) -> bool:
         return False
     if settings.precision == "fp16":
         return True
-    return available_providers(settings.providers)[0] == CUDA
+    return runs_on_cuda(available_providers(settings.providers))
 
 
 def load_version(folder: Path, settings: Settings) -> LoadedModel:

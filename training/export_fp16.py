@@ -5,8 +5,8 @@ float16, inputs and outputs still float32 (a Cast at each boundary), so clients 
 stages see the same tensors. The conversion is ONNX Runtime's own (`onnxruntime.transformers.float16`,
 shipped with it: no new dependency), which keeps a few ops (Range, Min, Max, Upsample, ...) in float32.
 
-Each copy is checked against its fp32 graph on images of odd sizes (a decoder gets the fp32
-encoder's latents of them), and the largest difference is recorded per graph in the manifest's
+Each copy is checked against its fp32 graph on the export's parity images (odd sizes; a decoder
+gets the fp32 encoder's latents of them), and the largest difference is recorded per graph in the manifest's
 `fp16` variant together with the runtime that measured it.
 A difference above FP16_TOLERANCE x max(1, |fp32 output|) refuses the export. Measured here on ONNX
 Runtime's CPU provider, which runs float16 graphs by casting to float32 around kernels it lacks: the
@@ -43,38 +43,28 @@ from service.manifest import (
     sha256_of,
 )
 from training.export import new_version_folder, tensor_specs
+from training.graphs import parity_images
 
 FP16_PREFIX = "fp16_"
 # float16 keeps 11 significant bits (relative step 4.9e-4); a deep conv net accumulates a few steps.
 # 2e-2 of an image's [0, 1] range is five 8-bit levels: a copy worse than that is not a faithful one.
 FP16_TOLERANCE = 2e-2
-_SIZES = [(17, 29), (61, 33), (130, 97)]  # odd sizes, padded to the stride as the service pads
 
 
 class Fp16ExportError(RuntimeError):
     """A float16 copy is too far from its fp32 graph, or the model cannot have one."""
 
 
-def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+def _session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the CPU provider warns for every float16 node it cannot constant-fold
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def _padded(size: int, multiple: int) -> int:
-    return -(-size // multiple) * multiple
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _images(spec: ImageInputSpec, role: str, seed: int) -> list[np.ndarray]:
-    """Inputs of an encoder or autoencoder graph: three batches at sizes unlike a warm-up's, padded."""
-    rng = np.random.default_rng(seed)
+    """Inputs of an encoder or autoencoder graph (the export's parity images; one channel for gray graphs)."""
     channels = 1 if role.startswith(GRAY_PREFIX) else spec.channels
-    sizes = [spec.fixed_size] * 3 if spec.fixed_size else _SIZES
-    shapes = [(_padded(h, spec.stride_multiple), _padded(w, spec.stride_multiple)) for h, w in sizes]
-    return [
-        rng.random((batch, channels, *shape), dtype=np.float32) for batch, shape in zip((1, 3, 2), shapes, strict=True)
-    ]
+    return parity_images(channels, spec.stride_multiple, spec.fixed_size, np.random.default_rng(seed))
 
 
 def parity_feeds(folder: Path, manifest: Manifest, role: str, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -129,9 +119,11 @@ def add_fp16_graphs(folder: Path, manifest: Manifest) -> Fp16Variant:
             bounds[role] = _worst_difference(_session(fp32_path), _session(path), parity_feeds(folder, manifest, role))
         except Fp16ExportError as error:
             raise Fp16ExportError(f"{path.name}: {error}") from error
-        proto = onnx.load(str(path), load_external_data=False).graph
         graphs[role] = GraphSpec(
-            file=path.name, sha256=sha256_of(path), inputs=tensor_specs(proto.input), outputs=tensor_specs(proto.output)
+            file=path.name,
+            sha256=sha256_of(path),
+            inputs=tensor_specs(half.graph.input),
+            outputs=tensor_specs(half.graph.output),
         )
     return Fp16Variant.model_validate(
         {

@@ -202,15 +202,21 @@ def graph_plans(model: nn.Module, self_ensemble: int = 1) -> list[GraphPlan]:
     raise TypeError(f"no export plan for {type(model).__name__}")
 
 
+def parity_images(
+    channels: int, stride_multiple: int, fixed_size: tuple[int, int] | None, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Three batches of random images at odd sizes unlike the export example (or the fixed size), padded."""
+    sizes = [fixed_size] * 3 if fixed_size else [(17, 29), (61, 33), (130, 97)]
+    images = [rng.random((b, channels, *s), dtype=np.float32) for b, s in zip((1, 3, 2), sizes, strict=True)]
+    return [pad_to_multiple(x, stride_multiple) for x in images]
+
+
 def parity_inputs(model: nn.Module, role: str, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Three or more input sets at shapes unlike the export example (odd sizes, far lengths)."""
     rng = np.random.default_rng(seed)
     if isinstance(model, ConvAutoencoder | CompressionAutoencoder):
         cfg = model.config
-        fixed = getattr(cfg, "input_size", None)
-        sizes = [fixed] * 3 if fixed else [(17, 29), (61, 33), (130, 97)]
-        images = [rng.random((b, cfg.channels, *s), dtype=np.float32) for b, s in zip((1, 3, 2), sizes, strict=True)]
-        padded = [pad_to_multiple(x, cfg.stride_multiple) for x in images]
+        padded = parity_images(cfg.channels, cfg.stride_multiple, getattr(cfg, "input_size", None), rng)
         if role != "decoder":
             return [{"image": x} for x in padded]
         with torch.no_grad():

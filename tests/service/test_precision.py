@@ -113,12 +113,21 @@ def test_a_gpu_gets_bigger_batches_unless_they_were_set() -> None:
     )
 
 
+def _started_settings(repository: Path, **overrides: object) -> tuple[Settings, int]:
+    """The settings a started app runs with, and the rows tiny-image's batcher admits."""
+    with TestClient(create_app(service_settings(repository, **overrides))) as client:
+        state = client.app.state.service  # type: ignore[attr-defined]
+        batcher = state.repository.get("tiny-image").handler.batchers["autoencoder"]
+        return state.settings, batcher.policy.max_batch_size
+
+
 def test_the_app_applies_the_devices_batching(fp16_models: Path, monkeypatch) -> None:
-    cpu = create_app(service_settings(fp16_models)).state.service.settings
-    assert (cpu.max_batch_size, cpu.max_batch_pixels, cpu.max_wait_ms) == (16, 65536, 2.0)
+    cpu, rows = _started_settings(fp16_models)
+    assert (cpu.max_batch_size, cpu.max_batch_pixels, cpu.max_wait_ms, rows) == (16, 65536, 2.0, 16)
     monkeypatch.setattr(service.device_defaults, "available_providers", lambda preferred, insist: [CUDA, CPU])
-    gpu = create_app(service_settings(fp16_models, max_wait_ms=1.0)).state.service.settings
+    gpu, rows = _started_settings(fp16_models, max_wait_ms=1.0)
     assert (gpu.max_batch_size, gpu.max_batch_pixels, gpu.max_wait_ms) == (64, 1024 * 1024, 1.0)
+    assert rows == 64  # the batchers are built from the device's settings
 
 
 def _graph(tiny_models: Path, name: str, role: str) -> Path:
