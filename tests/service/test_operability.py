@@ -72,15 +72,21 @@ def _log_lines(text: str) -> list[dict[str, object]]:
 
 @contextmanager
 def _server(repository: Path, log: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`ae-serve` with its stderr in `log`, ready to serve; stopped with SIGTERM after the block."""
+    """`ae-serve` with its stderr in `log`, every worker ready to serve; stopped with SIGTERM after the block.
+
+    One worker answering /health/ready is not enough: the others may still be starting (on a busy
+    2-core machine, a second worker started 0.3 s after the first had answered), and would then load
+    a repository the test has changed since. So each worker's start-up summary is awaited too.
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [*service_command(port, repository)[:-2], "--log-level", "info"]
     settings = {"AE_INTRA_OP_THREADS": "1", "AE_WORKERS": "2", **env}
+    workers = int(settings["AE_WORKERS"])
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env={**os.environ, **settings}, stdout=sink, stderr=sink)
         try:
-            _wait_for(lambda: _ready(base), process)
+            _wait_for(lambda: _ready(base) and log.read_text().count('"message": "ready: ') >= workers, process)
             yield process, base
         finally:
             process.terminate()
