@@ -29,7 +29,7 @@ from service.manifest_upgrade import upgrade
 
 MANIFEST_FILE = "model.json"
 
-SCHEMA_VERSION: Literal[5] = 5
+SCHEMA_VERSION: Literal[6] = 6
 
 Task = Literal["compress", "denoise", "embed", "reconstruct"]
 GraphRole = Literal["encoder", "decoder", "autoencoder", "gray_encoder", "gray_decoder", "gray_autoencoder"]
@@ -131,11 +131,28 @@ class LatentSpec(_Strict):
 
 
 class EntropyModelSpec(_Strict):
-    """Integer probability tables of a compression model's latent (see `service.codecs.bitstream`)."""
+    """How a compression model's latent is entropy-coded (see `service.codecs.bitstream`).
 
+    `factorized` (the ladder): per-channel integer tables in `file`. `mean-scale-hyperprior` (schema 6,
+    service.codecs.hyperprior): `file` holds the hyper-latent's tables, the Gaussian tables and the rate
+    levels' gains, `transforms` the hyper transforms that index them.
+    """
+
+    kind: Literal["factorized", "mean-scale-hyperprior"] = "factorized"
     file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     precision: int = Field(ge=8, le=24)
+    transforms: str | None = None
+    transforms_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _transforms_with_hyperprior(self) -> EntropyModelSpec:
+        hyperprior = self.kind == "mean-scale-hyperprior"
+        if hyperprior != (self.transforms is not None) or (self.transforms is None) != (self.transforms_sha256 is None):
+            raise ValueError(
+                "a mean-scale-hyperprior entropy model, and only that, names its transforms and their sha256"
+            )
+        return self
 
 
 class FileSplit(_Strict):
@@ -252,7 +269,7 @@ class Fp16Variant(_Strict):
 class Manifest(_Strict):
     """The full `model.json`."""
 
-    schema_version: Literal[5] = SCHEMA_VERSION
+    schema_version: Literal[6] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     family: str

@@ -15,6 +15,9 @@ models, which a schema-2 file does not have.
 Schema 3 -> 4: nothing to translate; schema 4 adds the optional gray variant of image models.
 
 Schema 4 -> 5: nothing to translate; schema 5 adds the optional fp16 variant of graphs.
+
+Schema 5 -> 6: nothing to translate; schema 6 adds the mean-scale hyperprior entropy model (`kind`,
+`transforms` in `entropy_model`) of variable-rate codecs.
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ def upgrade_v4(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "schema_version": 5}
 
 
+def upgrade_v5(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-5 manifest as a schema-6 one: schema 6 only adds the hyperprior entropy model."""
+    return {**raw, "schema_version": 6}
+
+
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` in the current schema: older schemas translated, anything else returned as it is.
 
@@ -102,4 +110,6 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         raw = upgrade_v3(raw)
     if raw.get("schema_version") == 4:
         raw = upgrade_v4(raw)
+    if raw.get("schema_version") == 5:
+        raw = upgrade_v5(raw)
     return raw

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from service.codecs.entropy import EntropyTables
+from service.codecs.entropy import LatentCoder
 from service.engine import OnnxEngine
 from service.errors import UnsupportedOperationError
 from service.manifest import Manifest, graph_role
@@ -24,8 +24,8 @@ class LoadedModel:
 
     manifest: Manifest
     engines: dict[str, OnnxEngine]
-    tables: EntropyTables | None = None
-    gray_tables: EntropyTables | None = None  # a codec's gray variant's (see Manifest.gray_entropy_model)
+    tables: LatentCoder | None = None
+    gray_tables: LatentCoder | None = None  # a codec's gray variant's (see Manifest.gray_entropy_model)
     # "fp16" when the version runs its fp16 variant's graphs (service.repository.runs_fp16), else "fp32".
     precision: Literal["fp32", "fp16"] = "fp32"
     # Set by `service.repository.load_version` once the engines are warm.
@@ -52,7 +52,7 @@ class LoadedModel:
         """Whether single-channel images run on gray graphs of their own (else on the RGB graphs)."""
         return self.manifest.has_gray_variant
 
-    def tables_for(self, gray: bool) -> EntropyTables:
+    def tables_for(self, gray: bool) -> LatentCoder:
         """A codec's tables for a 1-channel (`gray`) or 3-channel stream: its gray variant's for gray, when it has one.
 
         A codec trained on gray images alone (input channels 1, no variant) codes gray with its own tables.

@@ -26,7 +26,8 @@ from typing import Literal
 
 import numpy as np
 
-from service.codecs.entropy import EntropyTables
+from service.codecs.entropy import EntropyTables, LatentCoder
+from service.codecs.hyperprior import HyperpriorEntropyModel
 from service.config import Settings
 from service.engine import OnnxEngine, available_providers
 from service.errors import ModelUnavailableError, NotFoundError, ServiceError
@@ -154,13 +155,18 @@ def _verified(folder: Path, name: str, sha256: str, what: str) -> Path:
     return path
 
 
-def _load_tables(folder: Path, manifest: Manifest, spec: EntropyModelSpec | None) -> EntropyTables | None:
+def _load_tables(folder: Path, manifest: Manifest, spec: EntropyModelSpec | None) -> LatentCoder | None:
     if spec is None:
         return None
     path = _verified(folder, spec.file, spec.sha256, "entropy tables")
+    tables: LatentCoder
     try:
-        tables = EntropyTables(path)
-    except (ValueError, KeyError, TypeError) as error:
+        if spec.transforms is not None and spec.transforms_sha256 is not None:  # a mean-scale hyperprior
+            transforms = _verified(folder, spec.transforms, spec.transforms_sha256, "hyper transforms")
+            tables = HyperpriorEntropyModel(path, transforms)
+        else:
+            tables = EntropyTables(path)
+    except (ValueError, KeyError, TypeError, OSError) as error:
         raise ModelLoadError(f"invalid entropy tables {spec.file}: {error}") from error
     if tables.channels != manifest.latent.shape[0]:
         raise ModelLoadError(

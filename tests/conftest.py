@@ -62,6 +62,18 @@ TINY_CODEC = [
     "optim.val_every=10",
     "optim.batch_size=4",
 ]
+TINY_HYPERPRIOR = [
+    "model.family=hyperprior-codec",
+    "model.hidden=16",
+    "model.latent_channels=12",
+    "model.hyper_channels=8",
+    f'data.path="{BSDS}"',
+    "data.crop_size=64",
+    "optim.steps=20",
+    "optim.val_every=10",
+    "optim.batch_size=4",
+    "optim.lr=3e-3",
+]
 TINY_RECURRENT = [
     "model.family=recurrent",
     "model.hidden_size=16",
@@ -108,6 +120,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("recurrent", TINY_RECURRENT),
         ("skip", TINY_SKIP),
         ("codec", TINY_CODEC),
+        ("hyperprior", TINY_HYPERPRIOR),
     ):
         fit(load_config(None, overrides), base / name, progress=False)
         runs[name] = base / name
@@ -116,7 +129,8 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Repository: tiny-image (conv), tiny-seq (recurrent, v1 and v2), tiny-denoise (skips), tiny-codec."""
+    """Repository: tiny-image (conv), tiny-seq (recurrent, v1 and v2), tiny-denoise (skips), tiny-codec,
+    tiny-hyperprior (the variable-rate codec)."""
     from training.export import export_run
 
     repo = tmp_path_factory.mktemp("models")
@@ -125,4 +139,5 @@ def tiny_models(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     export_run(tiny_runs["recurrent"], "tiny-seq", repo, task="reconstruct")
     export_run(tiny_runs["skip"], "tiny-denoise", repo)
     export_run(tiny_runs["codec"], "tiny-codec", repo)
+    export_run(tiny_runs["hyperprior"], "tiny-hyperprior", repo)
     return repo

@@ -47,6 +47,7 @@ from training.entropy_tables import PRECISION, TABLES_FILE, write_tables
 from training.graphs import GraphPlan, graph_plans, parity_inputs
 from training.models.codec import CompressionAutoencoder
 from training.models.conv import ConvAutoencoder
+from training.models.hyperprior import LEARNED_CODECS, HyperpriorCodec
 from training.models.recurrent import RecurrentAutoencoder
 
 OPSET = 17
@@ -149,7 +150,7 @@ def input_and_latent(
     model: nn.Module, data_info: dict[str, Any], max_length: int
 ) -> tuple[ImageInputSpec | SequenceInputSpec, LatentSpec]:
     """The manifest's input and latent specs of a model (`data_info`: a series run's normalization)."""
-    if isinstance(model, CompressionAutoencoder):
+    if isinstance(model, LEARNED_CODECS):
         f = model.config.stride_multiple
         image = ImageInputSpec(channels=model.config.channels, stride_multiple=f)  # type: ignore[arg-type]
         shape: list[int | str] = [model.config.latent_channels, f"height/{f}", f"width/{f}"]
@@ -175,7 +176,7 @@ def default_task(config_dict: dict[str, Any]) -> str:
     """`denoise` for images trained with input noise, `reconstruct` for other images, `embed` for series."""
     if config_dict["model"]["family"] in ("recurrent", "contrastive-recurrent"):
         return "embed"
-    if config_dict["model"]["family"] == "codec":
+    if config_dict["model"]["family"] in ("codec", "hyperprior-codec"):
         return "compress"
     return "denoise" if max(config_dict["data"].get("noise_sigma", (0, 0))) > 0 else "reconstruct"
 
@@ -203,10 +204,10 @@ def export_run(
     if fp16:  # refused before anything is written
         from training.export_fp16 import refuse_fp16  # imports this module
 
-        refuse_fp16(task or default_task(config.to_dict()), isinstance(model, ConvAutoencoder | CompressionAutoencoder))
+        refuse_fp16(task or default_task(config.to_dict()), isinstance(model, (ConvAutoencoder, *LEARNED_CODECS)))
     with new_version_folder(models_dir, name, version) as (out, version):
         graphs, worst = export_graphs(model, plans, out)
-        entropy = export_tables(model, out) if isinstance(model, CompressionAutoencoder) else None
+        entropy = export_entropy_model(model, out)
         final = final_validation(run_dir)
         recorded = recorded_config(config, self_ensemble)
         manifest = _manifest(model, recorded, state, final, name, version, task, max_length, graphs, worst, entropy)
@@ -245,6 +246,15 @@ def export_graphs(
             outputs=tensor_specs(proto.output),
         )
     return graphs, worst
+
+
+def export_entropy_model(model: nn.Module, out: Path) -> EntropyModelSpec | None:
+    """A codec's entropy model beside its graphs (tables; a hyperprior's gains and transforms too), None for others."""
+    if isinstance(model, HyperpriorCodec):
+        from training.export_hyperprior import export_entropy_model as export_hyperprior
+
+        return export_hyperprior(model, out)
+    return export_tables(model, out) if isinstance(model, CompressionAutoencoder) else None
 
 
 def export_tables(model: CompressionAutoencoder, out: Path, name: str = TABLES_FILE) -> EntropyModelSpec:

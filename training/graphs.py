@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from service.codecs.image import pad_to_multiple
-from training.models.codec import CompressionAutoencoder
 from training.models.conv import ConvAutoencoder
+from training.models.hyperprior import LEARNED_CODECS
 from training.models.recurrent import RecurrentAutoencoder
 
 
@@ -140,7 +140,7 @@ def _encoder_decoder_plans(
     ]
 
 
-def _codec_plans(model: CompressionAutoencoder) -> list[GraphPlan]:
+def _codec_plans(model: nn.Module) -> list[GraphPlan]:
     m = model.config.stride_multiple
     image = torch.rand(2, model.config.channels, 4 * m, 6 * m)
     with torch.no_grad():
@@ -197,7 +197,7 @@ def graph_plans(model: nn.Module, self_ensemble: int = 1) -> list[GraphPlan]:
         raise ValueError("self-ensemble applies to conv image models only")
     if isinstance(model, RecurrentAutoencoder):
         return _recurrent_plans(model)
-    if isinstance(model, CompressionAutoencoder):
+    if isinstance(model, LEARNED_CODECS):
         return _codec_plans(model)
     raise TypeError(f"no export plan for {type(model).__name__}")
 
@@ -214,7 +214,7 @@ def parity_images(
 def parity_inputs(model: nn.Module, role: str, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Three or more input sets at shapes unlike the export example (odd sizes, far lengths)."""
     rng = np.random.default_rng(seed)
-    if isinstance(model, ConvAutoencoder | CompressionAutoencoder):
+    if isinstance(model, (ConvAutoencoder, *LEARNED_CODECS)):
         cfg = model.config
         padded = parity_images(cfg.channels, cfg.stride_multiple, getattr(cfg, "input_size", None), rng)
         if role != "decoder":
@@ -222,7 +222,7 @@ def parity_inputs(model: nn.Module, role: str, seed: int = 0) -> list[dict[str, 
         with torch.no_grad():
             latents = [model.encode(torch.from_numpy(x)) for x in padded]
         # A codec's decoder sees rounded latents (what the bitstream carries).
-        rounding = isinstance(model, CompressionAutoencoder)
+        rounding = isinstance(model, LEARNED_CODECS)
         return [{"latent": (torch.round(z) if rounding else z).numpy()} for z in latents]
     if not isinstance(model, RecurrentAutoencoder):
         raise TypeError(f"no parity inputs for {type(model).__name__}")

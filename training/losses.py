@@ -66,11 +66,20 @@ def rate_distortion_loss(lmbda: float) -> LossFn:
     return loss
 
 
+def variable_rate_distortion_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Bpp + lambda * 255^2 * MSE with the lambda of the quality the model drew for this batch (`outputs["lmbda"]`)."""
+    parts = image_loss(outputs, batch)
+    total = outputs["bpp"] + outputs["lmbda"] * 255.0**2 * parts["loss"]
+    return {"loss": total, "bpp": outputs["bpp"].detach(), "mse": parts["mse"], "psnr": parts["psnr"]}
+
+
 def loss_for(model_config: object) -> LossFn:
     """The loss function of a model config: rate-distortion for codecs, else by data kind."""
     if getattr(model_config, "family", None) == "contrastive-recurrent":
         weight = float(model_config.contrastive_weight)  # type: ignore[attr-defined]
         return contrastive_sequence_loss(float(model_config.temperature), weight)  # type: ignore[attr-defined]
+    if getattr(model_config, "family", None) == "hyperprior-codec":
+        return variable_rate_distortion_loss
     if getattr(model_config, "family", None) == "codec":
         return rate_distortion_loss(float(model_config.lmbda))  # type: ignore[attr-defined]
     return image_loss if getattr(model_config, "data_kind", "image") == "image" else sequence_loss

@@ -3,10 +3,11 @@
 Format 2, written by this release (big-endian integers):
 
     magic "AEIC" | format version u8 = 2 | flags u8 (bit 0: signed; bit 1: escape-coded payloads;
-    the other bits must be 0)
+    bit 2: quality field; the other bits must be 0)
     | name length u8 | name (UTF-8) | model version u16
     | table hash (8 bytes, sha256 prefix of the entropy tables file) | height u32 | width u32
     | channels u8 (of the coded image: 3 = RGB, 1 = gray) | tile side u16 | tile count u32
+    | when flag bit 2: quality u16 (the variable-rate codec's quality x 65535, service.codecs.hyperprior)
     | per tile: payload length u32, payload
     | crc32 u32 of everything before it
     | when signed: HMAC-SHA256 (32 bytes) of everything before it, CRC included
@@ -55,7 +56,8 @@ MIME = "application/octet-stream"
 
 SIGNED = 0x01  # flags bit 0: an HMAC-SHA256 tag follows the CRC
 ESCAPE_CODED = 0x02  # flags bit 1: payloads code out-of-table values exactly (service.codecs.entropy)
-KNOWN_FLAGS = SIGNED | ESCAPE_CODED
+QUALITY = 0x04  # flags bit 2: a u16 quality follows the tile count (variable-rate codecs)
+KNOWN_FLAGS = SIGNED | ESCAPE_CODED | QUALITY
 TAG_BYTES = hashlib.sha256().digest_size
 CRC_BYTES = 4
 RGB_CHANNELS = 3
@@ -63,6 +65,7 @@ RGB_CHANNELS = 3
 _FIXED = struct.Struct(">HQII")  # model version, table hash, height, width
 _LAYOUT = struct.Struct(">BHI")  # format 2: channels, tile side, tile count
 _U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Header:
     channels: int = RGB_CHANNELS  # of the coded image: 3 (RGB) or 1 (gray)
     tile_side: int = 0  # 0: one tile covering the image
     escaped: bool = True  # payloads escape-coded (flag bit 1); False: clipped (streams before the flag)
+    quality: int | None = None  # a variable-rate codec's quality as a u16 (flag bit 2); None: fixed-rate
 
     def tile_count(self) -> int:
         """How many tiles the layout holds: one untiled, else the grid of tile_side squares covering the image."""
@@ -129,15 +133,17 @@ def pack_tiles(header: Header, tiles: Sequence[bytes], key: bytes | None = None)
     name = header.name.encode("utf-8")
     if len(name) > 255:
         raise ValueError(f"model name {header.name!r} is longer than a stream can hold (255 bytes)")
+    flags = (SIGNED if key is not None else 0) | (ESCAPE_CODED if header.escaped else 0)
+    flags |= QUALITY if header.quality is not None else 0
     parts = [
         MAGIC,
-        bytes(
-            [FORMAT_VERSION, (SIGNED if key is not None else 0) | (ESCAPE_CODED if header.escaped else 0), len(name)]
-        ),
+        bytes([FORMAT_VERSION, flags, len(name)]),
         name,
         _FIXED.pack(header.version, int.from_bytes(header.table_hash, "big"), header.height, header.width),
         _LAYOUT.pack(header.channels, header.tile_side, len(tiles)),
     ]
+    if header.quality is not None:
+        parts.append(_U16.pack(header.quality))
     for tile in tiles:
         parts += [_U32.pack(len(tile)), tile]
     body = b"".join(parts)
@@ -202,8 +208,8 @@ def _read_prologue(data: bytes) -> tuple[int, bool, int]:
     # and "made by a newer release" is the likely story, not corruption.
     if flags & ~KNOWN_FLAGS:
         raise DecodingError(
-            f"stream flags 0x{flags:02x} set bits this service does not know (bits 0, signed, and 1, escape-coded, "
-            "are defined): "
+            f"stream flags 0x{flags:02x} set bits this service does not know (bits 0, signed, 1, escape-coded, "
+            "and 2, quality, are defined): "
             "the stream was made by a newer release or is corrupted"
         )
     return version, bool(flags & SIGNED), 6
@@ -256,15 +262,16 @@ def _read_format_1(reader: _Reader) -> tuple[Header, tuple[bytes, ...]]:
     return header, (reader.take(length, "payload"),)
 
 
-def _read_format_2(reader: _Reader, escaped: bool) -> tuple[Header, tuple[bytes, ...]]:
+def _read_format_2(reader: _Reader, flags: int) -> tuple[Header, tuple[bytes, ...]]:
     """The header and the tiles of a format 2 stream; its channels and layout are checked first."""
     name, version, table_hash, height, width = _read_name_and_size(reader)
     channels = reader.u8("channel count")
     tile_side = int.from_bytes(reader.take(2, "tile side"), "big")
     count = reader.u32("tile count")
+    quality = _U16.unpack(reader.take(_U16.size, "quality"))[0] if flags & QUALITY else None
     if channels not in (1, RGB_CHANNELS):
         raise DecodingError(f"stream declares {channels} channels: a stream codes 1 (gray) or 3 (RGB)")
-    header = Header(name, version, table_hash, height, width, channels, tile_side, escaped)
+    header = Header(name, version, table_hash, height, width, channels, tile_side, bool(flags & ESCAPE_CODED), quality)
     expected = header.tile_count()
     if count != expected:
         layout = "an untiled stream (tile side 0)" if tile_side == 0 else f"tiles of {tile_side} pixels"
@@ -295,7 +302,7 @@ def read_stream(data: bytes, auth: StreamAuthentication = UNAUTHENTICATED) -> St
     if format_version == 1:
         header, tiles = _read_format_1(reader)
     else:
-        header, tiles = _read_format_2(reader, escaped=bool(data[5] & ESCAPE_CODED))
+        header, tiles = _read_format_2(reader, flags=data[5])
     return Stream(header, tiles, format_version, signed)
 
 

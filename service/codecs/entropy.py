@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, Protocol
 
 import constriction
 import numpy as np
@@ -38,19 +39,49 @@ _LENGTH_MODEL = constriction.stream.model.Uniform(_LENGTHS)
 _CHUNK_FAMILY = constriction.stream.model.Uniform()  # per-symbol sizes
 
 
+class LatentCoder(Protocol):
+    """What a codec's streams need of its entropy model: this module's tables, or service.codecs.hyperprior's."""
+
+    hash: bytes  # 8 bytes a stream names its entropy model by
+    variable_rate: bool  # whether it codes at a quality (carried in the stream)
+
+    @property
+    def channels(self) -> int:
+        """Latent channels."""
+
+    def encode(self, latent: np.ndarray, quality: int | None) -> bytes:
+        """A payload of a (C, h, w) latent, at a u16 quality when `variable_rate`."""
+
+    def decode(self, payload: bytes, height: int, width: int, escaped: bool, quality: int | None) -> np.ndarray:
+        """The (C, height, width) float32 latent the decoder graph takes."""
+
+
 class EntropyTables:
     """Per-channel integer pmfs over contiguous integer supports, and the coder models built from them."""
 
+    variable_rate = False
+
     def __init__(self, path: Path) -> None:
         raw = path.read_bytes()
-        self.hash = hashlib.sha256(raw).digest()[:8]
-        spec = json.loads(raw)
+        self._build(json.loads(raw), hashlib.sha256(raw).digest()[:8])
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], table_hash: bytes) -> EntropyTables:
+        """Tables from an already parsed `{"precision": P, "tables": [{"offset": o, "pmf": [...]}, ...]}`."""
+        tables = cls.__new__(cls)
+        tables._build(spec, table_hash)
+        return tables
+
+    def _build(self, spec: dict[str, Any], table_hash: bytes) -> None:
+        self.hash = table_hash
         self.precision = int(spec["precision"])
         self.offsets = np.array([t["offset"] for t in spec["tables"]], dtype=np.int64)
         self.sizes = np.array([len(t["pmf"]) for t in spec["tables"]], dtype=np.int64)
         # Integer tables -> exact float64 fractions -> the coder's own fixed-point model, identically everywhere.
         total = float(1 << self.precision)
         pmfs = [np.asarray(t["pmf"], dtype=np.float64) for t in spec["tables"]]
+        if any(len(pmf) == 0 or (pmf < 1).any() or pmf.sum() != total for pmf in pmfs):
+            raise ValueError(f"every table needs counts of at least 1 summing to 2^{self.precision}")
         self.clipped_models = [
             constriction.stream.model.Categorical(pmf / total, perfect=False) if len(pmf) > 1 else None for pmf in pmfs
         ]
@@ -63,24 +94,39 @@ class EntropyTables:
         """Latent channels the tables cover."""
         return len(self.sizes)
 
-    def encode(self, latent: np.ndarray) -> bytes:
-        """Round a (C, h, w) latent and range-code it exactly (escaped coding; see the module doc)."""
+    def encode(self, latent: np.ndarray, quality: int | None = None) -> bytes:
+        """Round a (C, h, w) latent and range-code it exactly (escaped coding; see the module doc).
+
+        The tables code at one rate: `quality` is for variable-rate coders and must be None here.
+        """
+        assert quality is None, "a factorized codec has one rate"
         values = np.rint(latent.astype(np.float64))
         if not np.isfinite(values).all() or np.abs(values).max(initial=0) >= 2**31:
             raise ValueError("latent holds values outside the int32 range a stream codes")
-        symbols = values.astype(np.int64).reshape(self.channels, -1) - self.offsets[:, None]
         encoder = constriction.stream.queue.RangeEncoder()
-        for channel, model in enumerate(self.escaped_models):
-            size = self.sizes[channel]
-            row = symbols[channel]
-            outside = (row < 0) | (row >= size)
-            encoder.encode(np.where(outside, size, row).astype(np.int32), model)
-            if outside.any():
-                _encode_escaped(encoder, row[outside])
+        for channel, row in enumerate(values.astype(np.int64).reshape(self.channels, -1)):
+            self.encode_values(encoder, channel, row)
         return encoder.get_compressed().astype("<u4").tobytes()
 
-    def decode(self, payload: bytes, height: int, width: int, escaped: bool = True) -> np.ndarray:
+    def encode_values(self, encoder: constriction.stream.queue.RangeEncoder, table: int, values: np.ndarray) -> None:
+        """Code integer `values` with table `table`, escaping those outside its support (exact for |v| < 2^31)."""
+        size = self.sizes[table]
+        row = values - self.offsets[table]
+        outside = (row < 0) | (row >= size)
+        encoder.encode(np.where(outside, size, row).astype(np.int32), self.escaped_models[table])
+        if outside.any():
+            _encode_escaped(encoder, row[outside])
+
+    def decode_values(self, decoder: constriction.stream.queue.RangeDecoder, table: int, count: int) -> np.ndarray:
+        """`count` integers coded by `encode_values` with table `table` (int64)."""
+        return self._decode_channel(decoder, table, count, escaped=True) + self.offsets[table]
+
+    def decode(
+        self, payload: bytes, height: int, width: int, escaped: bool = True, quality: int | None = None
+    ) -> np.ndarray:
         """The (C, height, width) float32 latent of a payload, coded `escaped` or (older streams) clipped."""
+        if quality is not None:
+            raise DecodingError("stream carries a quality, which this fixed-rate codec's streams never do")
         if len(payload) % 4:
             raise DecodingError("bitstream payload is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))

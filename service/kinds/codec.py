@@ -24,13 +24,15 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.bodies import image_bytes, require_media
 from service.codecs.bitstream import MIME as STREAM
-from service.codecs.bitstream import Stream, StreamAuthentication, pack, read_origin, read_stream
+from service.codecs.bitstream import Stream, StreamAuthentication, read_origin, read_stream
+from service.codecs.hyperprior import QUALITY_STEPS
 from service.codecs.image import check_answer_size, choose_image_format, encode_image, image_is_gray
+from service.codecs.rate_control import DEFAULT_RATE, RateRequest, rate_request
 from service.config import Settings
 from service.engine import release_freed_memory
 from service.errors import DecodingError
 from service.kinds.base import Call, ModelHandler
-from service.kinds.codec_tiles import decode_tiles, encode_tiles, payload_latent, stream_header
+from service.kinds.codec_tiles import decode_tiles, encode_tiles, payload_latent, rate_controlled_stream, stream_header
 from service.kinds.image import (
     Frame,
     Size,
@@ -71,6 +73,7 @@ class EncodedImage:
 
     stream: bytes
     original: Original
+    quality: int | None = None  # a variable-rate codec's u16 quality; None for the fixed-rate ladder
 
     @property
     def bits_per_pixel(self) -> float:
@@ -81,11 +84,14 @@ class EncodedImage:
     def headers(self) -> dict[str, str]:
         """The stream's measured rate and the original size, as answers carry them."""
         frame = self.original.frame
-        return {
+        headers = {
             "X-Bits-Per-Pixel": f"{self.bits_per_pixel:.6f}",
             "X-Image-Height": str(frame.height),
             "X-Image-Width": str(frame.width),
         }
+        if self.quality is not None:
+            headers["X-Quality"] = f"{self.quality / QUALITY_STEPS:.6f}"
+        return headers
 
 
 def prepare_codec_image(
@@ -103,13 +109,22 @@ def stream_authentication(settings: Settings) -> StreamAuthentication:
     return StreamAuthentication(settings.stream_key_bytes(), settings.stream_accept_unsigned)
 
 
-def finish_stream(outputs: Feeds, original: Original, model: LoadedModel, auth: StreamAuthentication) -> EncodedImage:
-    """Entropy-code the rounded latent and wrap it with the header (one untiled tile), signed if `auth` has a key.
+def finish_stream(
+    outputs: Feeds,
+    original: Original,
+    model: LoadedModel,
+    auth: StreamAuthentication,
+    rate: RateRequest = DEFAULT_RATE,
+) -> EncodedImage:
+    """Entropy-code the latent at the rate asked and wrap it with the header (one untiled tile).
+
+    Signed when `auth` has a key.
 
     `auth` travels in the job's partials, not the raw key: its repr hides the key wherever a job is shown.
     """
-    header, tables = stream_header(model, original.frame, original.coded_channels)
-    return EncodedImage(pack(header, tables.encode(outputs["latent"][0]), auth.key), original)
+    header, coder = stream_header(model, original.frame, original.coded_channels)
+    stream, quality = rate_controlled_stream(model, header, coder, [outputs["latent"][0]], auth, rate)
+    return EncodedImage(stream, original, quality)
 
 
 def read_checked_stream(model: LoadedModel, data: bytes, settings: Settings) -> Stream:
@@ -183,12 +198,13 @@ def finish_scored_image(outputs: Feeds, original: Original, mime: str, png_level
     return encode_image(pixels, mime, png_level), psnr(reference, _as_8_bit(pixels))
 
 
-def codec_encode(model: LoadedModel, data: bytes, settings: Settings) -> EncodedImage:
+def codec_encode(model: LoadedModel, data: bytes, settings: Settings, rate: RateRequest = DEFAULT_RATE) -> EncodedImage:
     """An encoded image's stream in one run, untiled whatever its size (evaluation code and tests)."""
     auth = stream_authentication(settings)
     gray = model.has_gray_variant and image_is_gray(data)
     prepare = partial(prepare_codec_image, model, data, settings, gray)
-    return run_direct(model.engine_for("encode", gray), Job(prepare, partial(finish_stream, model=model, auth=auth)))
+    finish = partial(finish_stream, model=model, auth=auth, rate=rate)
+    return run_direct(model.engine_for("encode", gray), Job(prepare, finish))
 
 
 def codec_decode(model: LoadedModel, stream: bytes, settings: Settings) -> np.ndarray:
@@ -216,9 +232,13 @@ class CodecHandler(ModelHandler):
         return "encode" if operation == "reconstruct" else operation
 
     async def encoded(
-        self, data: bytes, deadline: float, take_share: Callable[[Size], None] | None = None
+        self,
+        data: bytes,
+        deadline: float,
+        take_share: Callable[[Size], None] | None = None,
+        rate: RateRequest = DEFAULT_RATE,
     ) -> EncodedImage:
-        """The stream of an encoded image, tiled when a side is over AE_CODEC_TILE_SIDE.
+        """The stream of an encoded image at the `rate` asked, tiled when a side is over AE_CODEC_TILE_SIDE.
 
         A gray image runs on the gray graphs when the model has them. `take_share` takes the image's
         share of a request's pixel budget (OIP batches), from the header, before anything is decoded.
@@ -233,14 +253,14 @@ class CodecHandler(ModelHandler):
         side = settings.codec_tile_side
         if side and max(size) > side:
             frame, pixels = await run_in_threadpool(decode_for_graph, self.model, data, settings, gray)
-            stream = await encode_tiles(self.model, encoder, frame, pixels, auth, side, deadline)
+            stream, quality = await encode_tiles(self.model, encoder, frame, pixels, auth, side, deadline, rate)
             # Each tile's run is too small to trim the heap (engine.TRIM_AFTER_BYTES); the request's
             # image-sized buffers were not: give them back, as a large single run does.
             await run_in_threadpool(release_freed_memory)
-            return EncodedImage(stream, Original(frame, pixels))
+            return EncodedImage(stream, Original(frame, pixels), quality)
         job = Job(
             partial(prepare_codec_image, self.model, data, settings, gray),
-            partial(finish_stream, model=self.model, auth=auth),
+            partial(finish_stream, model=self.model, auth=auth, rate=rate),
         )
         return await encoder.execute(job, deadline)
 
@@ -263,9 +283,10 @@ class CodecHandler(ModelHandler):
         return answer
 
     async def encode(self, call: Call) -> Answer:
-        """The bitstream of an image, with its rate in X-Bits-Per-Pixel."""
+        """The bitstream of an image at the rate asked, with its rate in X-Bits-Per-Pixel (and X-Quality)."""
+        rate = rate_request(call.request.query_params, call.request.headers)
         data = await image_bytes(call.request, call.body)
-        encoded = await self.encoded(data, call.deadline)
+        encoded = await self.encoded(data, call.deadline, rate=rate)
         return Answer(encoded.stream, STREAM, encoded.headers())
 
     async def decode(self, call: Call) -> Answer:
@@ -282,8 +303,9 @@ class CodecHandler(ModelHandler):
     async def reconstruct(self, call: Call) -> Answer:
         """Encode then decode through the real stream; X-Bits-Per-Pixel and X-PSNR report it."""
         mime = choose_image_format(call.request.headers.get("accept"))
+        rate = rate_request(call.request.query_params, call.request.headers)
         data = await image_bytes(call.request, call.body)
-        encoded = await self.encoded(data, call.deadline)
+        encoded = await self.encoded(data, call.deadline, rate=rate)
         level = self.settings.png_compress_level
 
         def finish(outputs: Feeds, frame: Frame) -> Answer:

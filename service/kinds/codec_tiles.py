@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -28,9 +29,11 @@ from starlette.concurrency import run_in_threadpool
 
 from service.batching import MicroBatcher
 from service.codecs.bitstream import Header, Stream, StreamAuthentication, pack_tiles
-from service.codecs.entropy import EntropyTables
+from service.codecs.entropy import LatentCoder
 from service.codecs.image import pad_to_multiple
+from service.codecs.rate_control import RateRequest, stream_within
 from service.codecs.tiles import Box, tile_boxes
+from service.errors import InvalidInputError
 from service.kinds.image import Frame, image_spec
 from service.model import LoadedModel
 from service.stages import Feeds, Job, Prepared, run_all
@@ -53,11 +56,44 @@ async def _each_tile(batcher: MicroBatcher, jobs: list[Job[Any, T]], deadline: f
     return await run_all(coroutines)
 
 
-def stream_header(model: LoadedModel, frame: Frame, channels: int, tile_side: int = 0) -> tuple[Header, EntropyTables]:
-    """The header of a stream this model writes of an image, and the tables its payloads are coded with."""
+def stream_header(model: LoadedModel, frame: Frame, channels: int, tile_side: int = 0) -> tuple[Header, LatentCoder]:
+    """The header of a stream this model writes of an image, and the coder its payloads are coded with."""
     tables = model.tables_for(gray=channels == 1)
     m = model.manifest
     return Header(m.name, m.version, tables.hash, frame.height, frame.width, channels, tile_side), tables
+
+
+def rate_controlled_stream(
+    model: LoadedModel,
+    header: Header,
+    coder: LatentCoder,
+    latents: list[np.ndarray],
+    auth: StreamAuthentication,
+    rate: RateRequest,
+) -> tuple[bytes, int | None]:
+    """(stream, u16 quality or None) of the tiles' latents, at the rate asked (service.codecs.rate_control).
+
+    A fixed-rate codec (the ladder) refuses any rate request with 422: each of its models has one rate.
+    Entropy coding, repeated when bisecting: call it from a worker thread.
+    """
+
+    def write(quality: int | None) -> bytes:
+        payloads = [coder.encode(latent, quality) for latent in latents]
+        return pack_tiles(replace(header, quality=quality), payloads, auth.key)
+
+    if not coder.variable_rate:
+        if rate.asked:
+            m = model.manifest
+            raise InvalidInputError(
+                f"{m.name}/{m.version} codes at one fixed rate: quality, target_bpp and max_bytes need a "
+                "variable-rate codec (image-codec)"
+            )
+        return write(None), None
+    budget = rate.budget(header.height, header.width)
+    if budget is None:
+        quality = rate.fixed_quality()
+        return write(quality), quality
+    return stream_within(write, budget)
 
 
 def payload_latent(
@@ -66,7 +102,7 @@ def payload_latent(
     """(latent, padded pixels) of one payload of a checked stream, coding `height` x `width` pixels."""
     f = image_spec(model).stride_multiple
     rows, columns = -(-height // f), -(-width // f)
-    latent = model.tables_for(header.channels == 1).decode(payload, rows, columns, header.escaped)
+    latent = model.tables_for(header.channels == 1).decode(payload, rows, columns, header.escaped, header.quality)
     return latent, rows * columns * f * f
 
 
@@ -89,18 +125,16 @@ async def encode_tiles(
     auth: StreamAuthentication,
     side: int,
     deadline: float,
-) -> bytes:
-    """The tiled stream of an image already decoded (`decode_for_graph`), each tile a job on `encoder`."""
+    rate: RateRequest,
+) -> tuple[bytes, int | None]:
+    """(tiled stream, u16 quality or None) of a decoded image (`decode_for_graph`), each tile a job on `encoder`."""
     stride = image_spec(model).stride_multiple
     boxes = tile_boxes(frame.height, frame.width, side)
     jobs = [Job(partial(_tile_image, pixels, box, stride), _latent) for box in boxes]
     latents = await _each_tile(encoder, jobs, deadline)
-    header, tables = stream_header(model, frame, pixels.shape[0], side)
-
-    def pack() -> bytes:  # entropy coding: a worker thread
-        return pack_tiles(header, [tables.encode(latent) for latent in latents], auth.key)
-
-    return await run_in_threadpool(pack)
+    header, coder = stream_header(model, frame, pixels.shape[0], side)
+    # Entropy coding (repeated when bisecting on the quality): a worker thread.
+    return await run_in_threadpool(rate_controlled_stream, model, header, coder, latents, auth, rate)
 
 
 def _tile_latent(model: LoadedModel, stream: Stream, index: int, box: Box) -> Prepared[Box]:

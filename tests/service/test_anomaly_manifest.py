@@ -46,7 +46,7 @@ def test_a_schema_2_manifest_reads_as_the_current_schema(tiny_models, tmp_path):
     old = {**_raw(tiny_models), "schema_version": 2}
     (tmp_path / "model.json").write_text(json.dumps(old))
     manifest = load_manifest(tmp_path)
-    assert manifest.schema_version == SCHEMA_VERSION == 5 and manifest.anomaly is None
+    assert manifest.schema_version == SCHEMA_VERSION == 6 and manifest.anomaly is None
 
 
 def test_the_committed_anomaly_model_carries_its_calibration():

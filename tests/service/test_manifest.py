@@ -36,7 +36,7 @@ def _load_script():
 
 def test_the_current_schema_round_trips(tiny_models):
     manifest = load_manifest(tiny_models / "tiny-image/1")
-    assert manifest.schema_version == SCHEMA_VERSION == 5
+    assert manifest.schema_version == SCHEMA_VERSION == 6
     again = Manifest.model_validate_json(manifest.model_dump_json(indent=2))
     assert again == manifest and again.training.data.sha256 == manifest.training.data.sha256
 

@@ -55,7 +55,7 @@ def test_export_records_the_training_data_by_name_and_content_never_by_path(tiny
     assert series.counts.val == round(count * 0.2)
     for folder in (tiny_models / "tiny-image/1", tiny_models / "tiny-seq/1"):
         text = (folder / "model.json").read_text()
-        assert json.loads(text)["schema_version"] == 5
+        assert json.loads(text)["schema_version"] == 6
         assert "path" not in json.loads(text)["training"]["config"]["data"]
         assert str(ROOT) not in text and "fixtures" not in text
 

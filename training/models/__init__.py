@@ -3,6 +3,7 @@
 from training.models.codec import CodecConfig, CompressionAutoencoder
 from training.models.contrastive import ContrastiveRecurrentAutoencoder, ContrastiveRecurrentConfig
 from training.models.conv import ConvAutoencoder, ConvConfig
+from training.models.hyperprior import HyperpriorCodec, HyperpriorCodecConfig
 from training.models.recurrent import RecurrentAutoencoder, RecurrentConfig
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "ContrastiveRecurrentConfig",
     "ConvAutoencoder",
     "ConvConfig",
+    "HyperpriorCodec",
+    "HyperpriorCodecConfig",
     "RecurrentAutoencoder",
     "RecurrentConfig",
 ]

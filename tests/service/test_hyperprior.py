@@ -1,0 +1,229 @@
+"""The variable-rate hyperprior codec (issue 18): exact hyper-synthesis, coding round trips, rate control.
+
+Runs on `tiny-hyperprior`, trained for a few steps in the session and exported by the real exporter.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from service.codecs.bitstream import read_stream
+from service.codecs.hyper_transforms import ACTIVATION_BITS, CLAMP, HyperTransforms
+from service.codecs.hyperprior import QUALITY_STEPS, HyperpriorEntropyModel, hyper_latent_size
+from service.codecs.rate_control import RateRequest, rate_request
+from service.errors import DecodingError, InvalidInputError
+from service.kinds.codec import codec_decode, codec_encode
+from service.repository import load_version
+from tests.service.conftest import png_bytes, service_settings
+
+CODEC = "/v1/models/tiny-hyperprior"
+PNG = {"content-type": "image/png"}
+STREAM = {"content-type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_models: Path) -> Path:
+    return tiny_models / "tiny-hyperprior" / "1"
+
+
+@pytest.fixture(scope="module")
+def entropy_model(folder: Path) -> HyperpriorEntropyModel:
+    return HyperpriorEntropyModel(folder / "entropy_model.json", folder / "hyper_transforms.npz")
+
+
+def photo(height: int, width: int, seed: int) -> bytes:
+    """A smooth, photo-like PNG (noise costs the same at every quality; gradients do not)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [
+        np.sin(6 * x * rng.uniform(0.5, 2) + rng.uniform(0, 6)) * np.cos(5 * y * rng.uniform(0.5, 2)) for _ in range(3)
+    ]
+    pixels = (np.stack(channels, -1) * 100 + 128 + rng.normal(0, 6, (height, width, 3))).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- the exact hyper-synthesis
+
+
+def _torch_synthesis(transforms: HyperTransforms, z_hat: np.ndarray) -> np.ndarray:
+    """The same fixed-point computation through torch's float64 convolutions: another summation order."""
+    x = torch.from_numpy(np.clip(z_hat, -CLAMP, CLAMP).astype(np.float64))[None]
+    for index, layer in enumerate(transforms.synthesis):
+        weight, bias = torch.from_numpy(layer.weight), torch.from_numpy(layer.bias)
+        pad = layer.kernel // 2
+        if layer.transposed:
+            x = torch.nn.functional.conv_transpose2d(
+                x, weight, bias, layer.stride, pad, output_padding=layer.stride - 1
+            )
+        else:
+            x = torch.nn.functional.conv2d(x, weight, bias, layer.stride, pad)
+        if index < len(transforms.synthesis) - 1:
+            scale = float(1 << ACTIVATION_BITS)
+            x = torch.round(torch.clamp(x, 0, CLAMP) * scale) / scale
+    return x[0].numpy()
+
+
+def test_hyper_synthesis_is_bit_exact_whatever_the_summation_order(entropy_model):
+    transforms = entropy_model.transforms
+    rng = np.random.default_rng(0)
+    for rows, columns in ((3, 5), (8, 8), (13, 7)):
+        z_hat = rng.integers(-20, 21, (entropy_model.hyper.channels, *hyper_latent_size(rows, columns)))
+        means, scales = transforms.synthesise(z_hat, rows, columns)
+        reference = _torch_synthesis(transforms, z_hat)[:, :rows, :columns]
+        half = reference.shape[0] // 2
+        # Equal, not close: float64 holds every partial sum exactly (service.codecs.hyper_transforms).
+        assert np.array_equal(means, reference[:half]) and np.array_equal(scales, reference[half:])
+        # And on the fixed-point grid: multiples of 2^-24.
+        assert np.array_equal(means * 2**24, np.rint(means * 2**24))
+
+
+def test_weights_that_could_leave_the_exact_range_are_refused(folder, tmp_path):
+    with np.load(folder / "hyper_transforms.npz") as arrays:
+        tampered = dict(arrays)
+    tampered["h_s.0.weight"] = tampered["h_s.0.weight"] * 0 + 2**30
+    path = tmp_path / "hyper.npz"
+    np.savez(path, **tampered)
+    with pytest.raises(ValueError, match="exact range"):
+        HyperTransforms.load(path)
+
+
+# ---------------------------------------------------------------- coding
+
+
+def test_latents_round_trip_at_every_quality(entropy_model):
+    rng = np.random.default_rng(1)
+    latent = rng.normal(0, 4, (entropy_model.channels, 6, 9)).astype(np.float32)
+    for quality in (0, 12345, QUALITY_STEPS // 2, QUALITY_STEPS):
+        payload = entropy_model.encode(latent, quality)
+        decoded = entropy_model.decode(payload, 6, 9, True, quality)
+        gain, inverse = entropy_model.gains(quality)
+        z_hat = np.clip(np.rint(entropy_model.transforms.analyse(latent * gain[:, None, None])), -CLAMP, CLAMP)
+        means, _ = entropy_model.transforms.synthesise(z_hat, 6, 9)
+        expected = (np.rint(latent * gain[:, None, None] - means) + means) * inverse[:, None, None]
+        assert np.array_equal(decoded, expected.astype(np.float32))
+
+
+def test_latents_far_outside_every_table_come_back_exactly(entropy_model):
+    latent = np.zeros((entropy_model.channels, 4, 4), np.float32)
+    latent.flat[::3] = 2.0**20
+    latent.flat[1::5] = -(2.0**24)
+    payload = entropy_model.encode(latent, QUALITY_STEPS)
+    decoded = entropy_model.decode(payload, 4, 4, True, QUALITY_STEPS)
+    gain, inverse = entropy_model.gains(QUALITY_STEPS)
+    z_hat = np.clip(np.rint(entropy_model.transforms.analyse(latent * gain[:, None, None])), -CLAMP, CLAMP)
+    means, _ = entropy_model.transforms.synthesise(z_hat, 4, 4)
+    expected = (np.rint(latent * gain[:, None, None] - means) + means) * inverse[:, None, None]
+    assert np.array_equal(decoded, expected.astype(np.float32))
+    assert np.abs(decoded).max() > 2.0**19  # not clipped to a table's support
+
+
+def test_damaged_payloads_decode_to_a_latent_or_a_decoding_error_and_nothing_else(entropy_model):
+    # The stream's CRC and signature catch damage first; a payload itself may still be any bytes.
+    latent = np.random.default_rng(2).normal(0, 4, (entropy_model.channels, 5, 5)).astype(np.float32)
+    payload = entropy_model.encode(latent, 1000)
+    rng = np.random.default_rng(3)
+    for damaged in (payload[:4], b"", payload[: len(payload) // 8 * 4], rng.bytes(64), b"\xff" * 4096):
+        try:
+            decoded = entropy_model.decode(damaged, 5, 5, True, 1000)
+        except DecodingError:
+            continue
+        assert decoded.shape == latent.shape and np.isfinite(decoded).all()
+    with pytest.raises(DecodingError, match="quality"):
+        entropy_model.decode(payload, 5, 5, True, None)
+
+
+def test_images_round_trip_through_the_service_stages(folder):
+    settings = service_settings(folder.parent.parent)
+    model = load_version(folder, settings)
+    data = photo(70, 90, seed=3)
+    encoded = codec_encode(model, data, settings, RateRequest(quality=0.25))
+    header = read_stream(encoded.stream).header
+    assert header.quality == round(0.25 * QUALITY_STEPS) == encoded.quality
+    pixels = codec_decode(model, encoded.stream, settings)
+    assert pixels.shape == (3, 70, 90)
+    assert np.array_equal(pixels, codec_decode(model, encoded.stream, settings))
+
+
+# ---------------------------------------------------------------- rate control
+
+
+def test_rate_requests_are_parsed_and_malformed_ones_refused():
+    assert rate_request({"quality": "0.3"}, {}) == RateRequest(quality=0.3)
+    assert rate_request({}, {"x-target-bpp": "0.5"}) == RateRequest(target_bpp=0.5)
+    assert rate_request({"max_bytes": "1200"}, {}) == RateRequest(max_bytes=1200)
+    assert rate_request({}, {}) == RateRequest()
+    for query in (
+        {"quality": "1.5"},
+        {"quality": "nan"},
+        {"quality": "high"},
+        {"target_bpp": "0"},
+        {"target_bpp": "-1"},
+        {"target_bpp": "inf"},
+        {"max_bytes": "0"},
+        {"max_bytes": "1e3"},
+        {"max_bytes": "9" * 40},
+        {"quality": "0.5", "max_bytes": "100"},
+    ):
+        with pytest.raises(InvalidInputError):
+            rate_request(query, {})
+
+
+def test_encode_takes_a_quality_and_says_which_it_used(client):
+    low = client.post(f"{CODEC}/encode?quality=0", content=photo(96, 128, 4), headers=PNG)
+    high = client.post(f"{CODEC}/encode", content=photo(96, 128, 4), headers={**PNG, "X-Quality": "1"})
+    default = client.post(f"{CODEC}/encode", content=photo(96, 128, 4), headers=PNG)
+    assert low.status_code == high.status_code == default.status_code == 200
+    assert low.headers["x-quality"] == "0.000000" and high.headers["x-quality"] == "1.000000"
+    assert default.headers["x-quality"] == f"{round(0.5 * QUALITY_STEPS) / QUALITY_STEPS:.6f}"
+    assert len(high.content) > len(low.content)
+    decoded = client.post(f"{CODEC}/decode", content=high.content, headers=STREAM)
+    assert decoded.status_code == 200 and Image.open(io.BytesIO(decoded.content)).size == (128, 96)
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_size_targets_are_hit_from_below(client, seed):
+    data = photo(160, 200, seed)
+    smallest = len(client.post(f"{CODEC}/encode?quality=0", content=data, headers=PNG).content)
+    largest = len(client.post(f"{CODEC}/encode?quality=1", content=data, headers=PNG).content)
+    assert largest > 1.3 * smallest  # a range to aim inside
+    for fraction in (0.2, 0.5, 0.8):
+        budget = int(smallest + fraction * (largest - smallest))
+        answer = client.post(f"{CODEC}/encode?max_bytes={budget}", content=data, headers=PNG)
+        assert answer.status_code == 200
+        assert (1 - 0.05) * budget <= len(answer.content) <= budget, (budget, len(answer.content))
+        bpp = budget * 8 / (160 * 200)
+        by_rate = client.post(f"{CODEC}/encode?target_bpp={bpp}", content=data, headers=PNG)
+        assert float(by_rate.headers["x-bits-per-pixel"]) <= bpp
+        assert len(by_rate.content) >= (1 - 0.05) * bpp * 160 * 200 / 8
+
+
+def test_targets_outside_the_range(client):
+    data = photo(96, 96, 8)
+    largest = client.post(f"{CODEC}/encode?quality=1", content=data, headers=PNG)
+    roomy = client.post(f"{CODEC}/encode?max_bytes={10 * len(largest.content)}", content=data, headers=PNG)
+    assert roomy.status_code == 200 and roomy.content == largest.content  # the best it has, under the target
+    tight = client.post(f"{CODEC}/encode?max_bytes=20", content=data, headers=PNG)
+    assert tight.status_code == 422 and "smallest stream" in tight.json()["error"]["message"]
+
+
+def test_a_fixed_rate_codec_refuses_rate_requests(client):
+    answer = client.post("/v1/models/tiny-codec/encode?quality=0.5", content=png_bytes(32, 32), headers=PNG)
+    assert answer.status_code == 422 and "fixed rate" in answer.json()["error"]["message"]
+    assert (
+        "x-quality" not in client.post("/v1/models/tiny-codec/encode", content=png_bytes(32, 32), headers=PNG).headers
+    )
+
+
+def test_reconstruct_reports_quality_rate_and_psnr(client):
+    answer = client.post(f"{CODEC}/reconstruct?quality=0.75", content=photo(64, 80, 9), headers=PNG)
+    assert answer.status_code == 200
+    assert answer.headers["x-quality"] == f"{round(0.75 * QUALITY_STEPS) / QUALITY_STEPS:.6f}"
+    assert float(answer.headers["x-psnr"]) > 0 and float(answer.headers["x-bits-per-pixel"]) > 0
