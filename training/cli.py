@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=(
-            "start from a run folder's best weights or a model version folder (models/NAME/VERSION); "
+            "start from a weights file (.safetensors, or a folder holding weights.safetensors), a model version "
+            "folder (models/NAME/VERSION) or a run folder's best weights; "
             "RGB weights are converted when the config is gray (channels = 1). Fresh optimizer and schedule"
         ),
     )

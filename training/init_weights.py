@@ -1,10 +1,15 @@
-"""Starting weights for `ae-train fit --init-from`: another run, or a served model version.
+"""Starting weights for `ae-train fit --init-from`: another run, a served model version, or a weights file.
 
-A run folder gives its best (else latest) checkpoint. A model version folder (`models/NAME/VERSION`,
-recognised by its `model.json`) gives the weights its ONNX graphs carry as initializers: the exporter
-names them `model.<parameter>`, so every trained parameter of the graphs' modules comes back. Parameters
-no graph holds (a codec's density model, which the service replaced by integer tables) start fresh,
-and the caller is told which.
+In order of preference:
+
+1. A weights file (`training/weights_file.py`): a `.safetensors` path, or a folder holding
+   `weights.safetensors` (a model version that ships its fp16 weights, or any folder). It holds every
+   parameter, so nothing starts fresh; its family must be the run's.
+2. A model version folder (`models/NAME/VERSION`, recognised by its `model.json`) gives the weights its
+   ONNX graphs carry as initializers: the exporter names them `model.<parameter>`, so every trained
+   parameter of the graphs' modules comes back. Parameters no graph holds (a codec's density model,
+   which the service replaced by integer tables) start fresh, and the caller is told which.
+3. A run folder gives its best (else latest) checkpoint.
 
 When the run is gray (`channels = 1`) and the weights are RGB, they are converted: input filters
 summed over their RGB inputs, output filters combined with the luma weights. The gray network then
@@ -28,6 +33,7 @@ from torch import Tensor, nn
 
 from service.manifest import GRAY_PREFIX
 from training.checkpoint import BEST, LATEST, load_checkpoint
+from training.weights_file import WEIGHTS_FILE, check_family, model_config_of, read_weights
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
 ONNX_PREFIX = "model."
@@ -43,15 +49,19 @@ class InitialWeights:
 
 
 def load_initial_weights(source: Path, model: nn.Module, family: str, channels: int) -> InitialWeights:
-    """Weights from a run or model version, converted to gray when the run is gray; see the module doc."""
-    if (source / "model.json").is_file():
+    """Weights from a weights file, model version or run, converted to gray when the run is gray; see the module doc."""
+    weights_file = source if source.suffix == ".safetensors" else source / WEIGHTS_FILE
+    if weights_file.is_file():
+        state, rgb = _from_weights_file(weights_file, family)
+    elif (source / "model.json").is_file():
         state, rgb = _from_model_version(source, gray=channels == 1)
     elif (source / BEST).is_file() or (source / LATEST).is_file():
         saved = load_checkpoint(source / BEST if (source / BEST).is_file() else source / LATEST)
         state, rgb = saved["model"], saved["config"]["model"].get("channels", 3) == 3
     else:
         raise FileNotFoundError(
-            f"--init-from {source}: neither a run folder (with {BEST}) nor a model version (with model.json)"
+            f"--init-from {source}: neither a run folder (with {BEST}), a model version (with model.json) "
+            f"nor a weights file ({WEIGHTS_FILE})"
         )
     if channels == 1 and rgb:
         state = _GRAY_CONVERSIONS[family](state) if family in _GRAY_CONVERSIONS else _no_conversion(family)
@@ -69,6 +79,13 @@ def load_initial_weights(source: Path, model: nn.Module, family: str, channels: 
 def apply_initial_weights(model: nn.Module, weights: InitialWeights) -> None:
     """Load the weights; parameters the source lacks keep their fresh initialisation."""
     model.load_state_dict(weights.state, strict=not weights.fresh)
+
+
+def _from_weights_file(path: Path, family: str) -> tuple[dict[str, Tensor], bool]:
+    """(weights, whether they are RGB) from a weights file of the run's family."""
+    state, metadata = read_weights(path)
+    check_family(metadata, family, path)
+    return state, model_config_of(metadata).get("channels", 3) == 3
 
 
 def _from_model_version(folder: Path, gray: bool) -> tuple[dict[str, Tensor], bool]:
