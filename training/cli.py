@@ -178,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     codec.add_argument(
         "--models", nargs="+", default=[f"image-codec-q{q}" for q in (1, 2, 3, 4, 5)], help=model_help + " (each)"
     )
+    codec.add_argument(
+        "--baseline", nargs="*", default=[], help=model_help + " (each): a curve ours is compared with (BD-rate)"
+    )
     codec.add_argument("--gray", action="store_true", help="the photos in gray: gray streams, JPEG's gray mode")
     codec.add_argument(
         "--out", type=Path, default=None, help="default: docs/evaluation/<ladder>/v<N>/ (.../gray/ with --gray)"
@@ -247,7 +250,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     if args.kind == "codec":
         from training.evaluate import codec
 
-        return codec.run(args.images, [model(m) for m in args.models], args.out, args.split, gray=args.gray)
+        models, baseline = [model(m) for m in args.models], [model(m) for m in args.baseline]
+        return codec.run(args.images, models, args.out, args.split, gray=args.gray, baseline_dirs=baseline)
     if args.kind == "images":
         from training.evaluate import images
 

@@ -49,6 +49,7 @@ from training.models.codec import CompressionAutoencoder
 from training.models.conv import ConvAutoencoder
 from training.models.hyperprior import LEARNED_CODECS, HyperpriorCodec
 from training.models.recurrent import RecurrentAutoencoder
+from training.weights_file import write_weights
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -208,6 +209,10 @@ def export_run(
     with new_version_folder(models_dir, name, version) as (out, version):
         graphs, worst = export_graphs(model, plans, out)
         entropy = export_entropy_model(model, out)
+        if isinstance(model, HyperpriorCodec):
+            # Weights beside the graphs (fp16, every parameter), so anyone can fine-tune the version:
+            # `ae-train fit --init-from models/NAME/VERSION` (training.weights_file).
+            write_weights(model, config.to_dict()["model"], out)
         final = final_validation(run_dir)
         recorded = recorded_config(config, self_ensemble)
         manifest = _manifest(model, recorded, state, final, name, version, task, max_length, graphs, worst, entropy)

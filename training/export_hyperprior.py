@@ -63,7 +63,7 @@ def write_transforms(model: HyperpriorCodec, path: Path) -> None:
             transposed = isinstance(layer, nn.ConvTranspose2d)
             arrays[f"{prefix}.{index}.layout"] = np.array([layer.stride[0], int(transposed)], dtype=np.int64)
     with path.open("wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle
     HyperTransforms.load(path)  # refuses weights whose sums would leave the exact range
 
 

@@ -277,6 +277,37 @@ _VERSION = {
 }
 PATH_PARAMETERS: dict[bool, list[dict[str, Any]]] = {False: [_NAME], True: [_NAME, _VERSION]}
 
+_ONE_OF = (
+    "Variable-rate codecs (e.g. `image-codec`) only; at most one of `quality`, `target_bpp` and `max_bytes` "
+    "(or the headers `X-Quality`, `X-Target-Bpp`, `X-Max-Bytes`); a fixed-rate codec answers 422 to any of them. "
+)
+# Rate control of a variable-rate codec's encode and reconstruct (service.codecs.rate_control).
+RATE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "quality",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+        "description": _ONE_OF + "Quality in [0, 1] (0: smallest streams); the one used comes back in `X-Quality`.",
+    },
+    {
+        "name": "target_bpp",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 64},
+        "description": _ONE_OF + "Bits per pixel the stream (header included) must not exceed; the answer lands "
+        "within 5% below when the model's range allows (bisection on the quality, reported in `X-Quality`).",
+    },
+    {
+        "name": "max_bytes",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": _ONE_OF
+        + "Bytes the stream must not exceed, as `target_bpp`; 422 when even quality 0 is larger.",
+    },
+]
+
 
 # Answers of the routes FastAPI documents from their response models, as `service.api.docs` adds them:
 # (method, path) -> {status: (media type, example)}. tests/service/test_docs.py validates each against

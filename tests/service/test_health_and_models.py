@@ -15,12 +15,12 @@ def test_live_and_ready(client):
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == HTTPStatus.OK
-    assert ready.json() == {"ready": True, "status": "ready", "models": 5, "failed": []}
+    assert ready.json() == {"ready": True, "status": "ready", "models": 6, "failed": []}
 
 
 def test_list_and_describe_models(client):
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
-    assert sorted(models) == ["tiny-codec", "tiny-denoise", "tiny-image", "tiny-seq"]
+    assert sorted(models) == ["tiny-codec", "tiny-denoise", "tiny-hyperprior", "tiny-image", "tiny-seq"]
     seq = client.get("/v1/models/tiny-seq").json()
     assert seq["default_version"] == 2
     assert [v["task"] for v in seq["versions"]] == ["embed", "reconstruct"]
@@ -61,7 +61,7 @@ def test_a_broken_model_is_skipped_with_its_reason(tiny_models, tmp_path):
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "dance"}))
     with TestClient(create_app(service_settings(repo, allow_partial=True))) as client:
         ready = client.get("/health/ready").json()
-        assert ready == {"ready": True, "status": "partial", "models": 3, "failed": ["tiny-denoise/1", "tiny-image/1"]}
+        assert ready == {"ready": True, "status": "partial", "models": 4, "failed": ["tiny-denoise/1", "tiny-image/1"]}
         reasons = {(f["model"], f["version"]): f["reason"] for f in client.get("/v1/models").json()["failures"]}
         assert "sha256" in reasons["tiny-image", 1]
         assert "invalid model.json" in reasons["tiny-denoise", 1]

@@ -6,6 +6,7 @@ Runs on `tiny-hyperprior`, trained for a few steps in the session and exported b
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.codecs.bitstream import read_stream
+from service.codecs.bitstream import pack_tiles, read_stream
 from service.codecs.hyper_transforms import ACTIVATION_BITS, CLAMP, HyperTransforms
 from service.codecs.hyperprior import QUALITY_STEPS, HyperpriorEntropyModel, hyper_latent_size
 from service.codecs.rate_control import RateRequest, rate_request
@@ -227,3 +228,12 @@ def test_reconstruct_reports_quality_rate_and_psnr(client):
     assert answer.status_code == 200
     assert answer.headers["x-quality"] == f"{round(0.75 * QUALITY_STEPS) / QUALITY_STEPS:.6f}"
     assert float(answer.headers["x-psnr"]) > 0 and float(answer.headers["x-bits-per-pixel"]) > 0
+
+
+def test_a_stream_without_its_quality_or_a_ladder_stream_with_one_is_refused(client):
+    ours = read_stream(client.post(f"{CODEC}/encode", content=photo(64, 64, 10), headers=PNG).content)
+    ladder = read_stream(client.post("/v1/models/tiny-codec/encode", content=png_bytes(32, 32), headers=PNG).content)
+    for stream, route in ((ours, CODEC), (ladder, "/v1/models/tiny-codec")):
+        flipped = replace(stream.header, quality=None if stream.header.quality is not None else 1234)
+        answer = client.post(f"{route}/decode", content=pack_tiles(flipped, list(stream.tiles)), headers=STREAM)
+        assert answer.status_code == 400 and "quality" in answer.json()["error"]["message"]

@@ -122,6 +122,14 @@ def test_format_2_without_the_escape_flag_is_a_clipped_stream_from_before_it():
     assert pack(HEADER, PAYLOAD)[5] == 0x02  # every stream this release writes is escape-coded
 
 
+def test_a_variable_rate_stream_carries_its_quality_after_the_tile_count():
+    header = replace(HEADER, quality=40000)
+    layout = format_2(HEADER, struct.pack(">H", 40000) + tile(PAYLOAD), flags=0x04)
+    assert pack(header, PAYLOAD) == layout
+    assert unpack(layout) == (header, PAYLOAD)
+    _refused(format_2(HEADER, b"\x9c", flags=0x04, tile_count=0), match="quality needs 2 bytes")
+
+
 def test_without_a_key_a_signed_stream_unpacks_on_its_crc_alone():
     # This server cannot check the tag: a tag made with any key, or garbage, passes (documented).
     assert unpack(pack(HEADER, PAYLOAD, OTHER_KEY.encode())) == (HEADER, PAYLOAD)
@@ -167,7 +175,7 @@ def _hostile_fields():
     gray = replace(HEADER, channels=1)
     tiled = replace(HEADER, tile_side=16)  # 37x53 in tiles of 16: 3 x 4 = 12 tiles
     return [
-        pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x04), "flags 0x06 set bits", id="unknown-flag-bit-2"),
+        pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x08), "flags 0x0a set bits", id="unknown-flag-bit-3"),
         pytest.param(format_2(HEADER, tile(PAYLOAD), flags=0x81), "flags 0x83 set bits", id="unknown-flag-bit-7"),
         pytest.param(format_2(replace(HEADER, channels=0), tile(PAYLOAD)), "declares 0 channels", id="channels-0"),
         pytest.param(format_2(replace(HEADER, channels=4), tile(PAYLOAD)), "declares 4 channels", id="channels-4"),

@@ -164,9 +164,10 @@ def _loaded(repository: ModelRepository) -> dict[str, list[int]]:
 
 
 def test_the_service_loads_only_the_versions_the_policy_names(client):
-    assert client.get("/health/ready").json() == {"ready": True, "status": "ready", "models": 6, "failed": []}
+    assert client.get("/health/ready").json() == {"ready": True, "status": "ready", "models": 7, "failed": []}
     repository = client.app.state.service.repository
-    assert _loaded(repository) == {"tiny-codec": [1, 2], "tiny-denoise": [1], "tiny-image": [1, 3], "tiny-seq": [2]}
+    loaded = {"tiny-codec": [1, 2], "tiny-denoise": [1], "tiny-hyperprior": [1], "tiny-image": [1, 3], "tiny-seq": [2]}
+    assert _loaded(repository) == loaded
     assert repository.not_loaded == {"tiny-image": [2], "tiny-seq": [1]}
 
 
@@ -219,7 +220,8 @@ def test_a_policy_naming_a_model_not_on_disk_is_a_warning(repo, caplog, monkeypa
 
 def test_without_a_policy_file_the_built_in_policy_applies(repo):
     repository = ModelRepository.load(service_settings(repo, version_policy=None))
-    assert _loaded(repository) == {"tiny-codec": [1, 2], "tiny-denoise": [1], "tiny-image": [3], "tiny-seq": [2]}
+    loaded = {"tiny-codec": [1, 2], "tiny-denoise": [1], "tiny-hyperprior": [1], "tiny-image": [3], "tiny-seq": [2]}
+    assert _loaded(repository) == loaded
 
 
 def test_the_repository_policy_file_is_read_and_ae_version_policy_overrides_it(repo, tmp_path, monkeypatch):

@@ -109,6 +109,7 @@ class HyperpriorCodec(nn.Module):
     """Variable-rate mean-scale hyperprior codec; see the module docstring for the dataflow."""
 
     has_latent_graphs = True
+    log_lambdas: Tensor
 
     def __init__(self, config: HyperpriorCodecConfig) -> None:
         super().__init__()

@@ -26,7 +26,14 @@ from starlette.types import Message
 from service.api.auth import check_access
 from service.api.bodies import media_type, read_body, require_media
 from service.api.deps import ready_repository
-from service.api.openapi import DECODE_DOC, DECODE_STREAM_DOC, ENCODE_DOC, PATH_PARAMETERS, RECONSTRUCT_DOC
+from service.api.openapi import (
+    DECODE_DOC,
+    DECODE_STREAM_DOC,
+    ENCODE_DOC,
+    PATH_PARAMETERS,
+    RATE_PARAMETERS,
+    RECONSTRUCT_DOC,
+)
 from service.codecs.bitstream import MIME as STREAM
 from service.codecs.bitstream import read_origin, read_stream
 from service.errors import DecodingError, InvalidInputError
@@ -138,6 +145,11 @@ def _replaying(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+def _parameters(operation: str, versioned: bool) -> list[dict[str, Any]]:
+    """The route's documented parameters: its path's, and a codec's rate control where it encodes."""
+    return PATH_PARAMETERS[versioned] + (RATE_PARAMETERS if operation in ("encode", "reconstruct") else [])
+
+
 def add_inference_routes(app: FastAPI) -> None:
     """Add the six inference routes to `app`, and `POST /v1/decode`."""
     app.router.add_api_route(
@@ -163,5 +175,5 @@ def add_inference_routes(app: FastAPI) -> None:
                 operation_id=f"{operation}{'_version' if versioned else ''}",
                 response_class=Response,
                 route_class_override=InferenceRoute,
-                **{**doc, "openapi_extra": {**doc["openapi_extra"], "parameters": PATH_PARAMETERS[versioned]}},
+                **{**doc, "openapi_extra": {**doc["openapi_extra"], "parameters": _parameters(operation, versioned)}},
             )
