@@ -1,8 +1,9 @@
 """Write golden codec streams (tests/fixtures/streams/) with this release, and record their decoded pixels.
 
-    python scripts/make_golden_streams.py image-codec-q3/4 image-codec-q3/4:gray ...
+    python scripts/make_golden_streams.py image-codec-q3/4 image-codec-q3/4:gray image-codec/1@0.25 ...
 
-Each argument is MODEL/VERSION, `:gray` for the photo in gray. The photo is the committed
+Each argument is MODEL/VERSION, `:gray` for the photo in gray, `@QUALITY` for a variable-rate codec's
+quality (recorded as `quality`; without it, the service's default quality). The photo is the committed
 `photo-96x64.png` (a crop of a BSDS fixture). Records already in streams.json for other streams are
 kept: the `clipped` ones were written by the release before escape coding (flag bit 1) and must go on
 decoding to the pixels they record. tests/service/test_golden_streams.py checks every record bit-exact:
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from service.codecs.rate_control import RateRequest
 from service.config import Settings
 from service.kinds.codec import codec_decode, codec_encode
 from service.repository import load_version
@@ -49,11 +51,14 @@ def main(specs: list[str]) -> None:
     index = FOLDER / "streams.json"
     records = json.loads(index.read_text()) if index.is_file() else []
     for spec in specs:
+        spec, _, quality_text = spec.partition("@")
         target, _, mode = spec.partition(":")
         name, version = target.split("/")
+        quality = float(quality_text) if quality_text else None
         model = load_version(ROOT / "models" / name / version, SETTINGS)
-        stream = codec_encode(model, photo(mode == "gray"), SETTINGS).stream
-        file = f"{name}-v{version}{'-gray' if mode == 'gray' else ''}-escaped.aeic"
+        stream = codec_encode(model, photo(mode == "gray"), SETTINGS, RateRequest(quality=quality)).stream
+        at = f"-q{quality_text}" if quality_text else ""
+        file = f"{name}-v{version}{'-gray' if mode == 'gray' else ''}{at}-escaped.aeic"
         (FOLDER / file).write_bytes(stream)
         record = {
             "file": file,
@@ -63,6 +68,7 @@ def main(specs: list[str]) -> None:
             "gray": mode == "gray",
             "coding": "escaped",
             "pixels_sha256": pixels_sha256(codec_decode(model, stream, SETTINGS)),
+            **({"quality": quality} if quality is not None else {}),
         }
         records = [r for r in records if r["file"] != file] + [record]
     index.write_text(json.dumps(records, indent=2) + "\n")

@@ -60,6 +60,19 @@ def test_an_image_above_the_tile_side_is_coded_as_its_grid_of_tiles(small_tiles:
     assert Image.open(io.BytesIO(image)).size == (200, 300)
 
 
+def test_a_variable_rate_codec_tiles_at_one_quality_and_meets_a_size_target_over_all_tiles(small_tiles: str) -> None:
+    photo = _photo(300, 200)
+    stream, headers = _post(f"{small_tiles}/v1/models/tiny-hyperprior/encode?quality=0.7", photo, "image/png")
+    parsed = read_stream(stream)
+    assert parsed.header.tile_side == 128 and len(parsed.tiles) == 6
+    assert parsed.header.quality == round(0.7 * 65535) and headers["x-quality"] == f"{round(0.7 * 65535) / 65535:.6f}"
+    image, _ = _post(f"{small_tiles}/v1/decode", stream, STREAM)
+    assert Image.open(io.BytesIO(image)).size == (200, 300)
+    budget = len(stream) - 40
+    capped, headers = _post(f"{small_tiles}/v1/models/tiny-hyperprior/encode?max_bytes={budget}", photo, "image/png")
+    assert len(capped) <= budget and len(read_stream(capped).tiles) == 6
+
+
 def test_an_image_within_the_tile_side_stays_one_tile(small_tiles: str) -> None:
     stream, _ = _post(f"{small_tiles}/v1/models/tiny-codec/encode", _photo(128, 96), "image/png")
     assert read_stream(stream).header.tile_side == 0
