@@ -1,5 +1,8 @@
 """Encode and decode time of a 768x512 photo through the running service, per codec quality level.
 
+The fixed-rate ladder (`image-codec-q*`) is timed per level; the variable-rate `image-codec` at three
+qualities and with a `target_bpp` (its rate control, a bisection that codes the stream several times).
+
     python -m bench.codec_timing [--image PATH] [--repeats 5] [--size 768x512] [--out docs/codec_timing.json]
 
 Starts `ae-serve` on the committed models, sends the photo to each level's `encode` (PNG in, bitstream
@@ -56,21 +59,33 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[float, bytes, dict[
         return time.perf_counter() - started, payload, {k.lower(): v for k, v in response.headers.items()}
 
 
-def measure(base: str, models: list[str], png: bytes, repeats: int, megapixels: float) -> list[dict[str, object]]:
-    """Median and best encode and decode seconds per model (one warm-up request each first)."""
+def operating_points(models_dir: Path) -> list[tuple[str, str]]:
+    """(label, encode query) per point timed: each ladder level, and the variable-rate codec at several rates."""
+    points = [(p.name, "") for p in sorted(models_dir.glob("image-codec-q*"))]
+    if (models_dir / "image-codec").is_dir():
+        points += [(f"image-codec@{q}", f"?quality={q}") for q in (0.25, 0.5, 0.75)]
+        points.append(("image-codec target_bpp=0.5", "?target_bpp=0.5"))
+    return points
+
+
+def measure(
+    base: str, points: list[tuple[str, str]], png: bytes, repeats: int, megapixels: float
+) -> list[dict[str, object]]:
+    """Median and best encode and decode seconds per operating point (one warm-up request each first)."""
     rows = []
-    for name in models:
+    for label, query in points:
+        name = label.split("@")[0].split(" ")[0]
         encode_times, decode_times = [], []
         stream, headers = b"", dict[str, str]()
         for attempt in range(repeats + 1):
-            seconds, stream, headers = _post(f"{base}/v1/models/{name}/encode", png, "image/png")
+            seconds, stream, headers = _post(f"{base}/v1/models/{name}/encode{query}", png, "image/png")
             decode_seconds, _, _ = _post(f"{base}/v1/models/{name}/decode", stream, "application/octet-stream")
             if attempt:  # the first round warms the sessions and allocators
                 encode_times.append(seconds)
                 decode_times.append(decode_seconds)
         rows.append(
             {
-                "model": name,
+                "model": label,
                 "bpp": float(headers.get("x-bits-per-pixel", "nan")),
                 "stream_bytes": len(stream),
                 "encode_s_median": statistics.median(encode_times),
@@ -93,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "codec_timing.json")
     args = parser.parse_args(argv)
-    names = sorted(p.name for p in args.models_dir.glob("image-codec-q*"))
+    points = operating_points(args.models_dir)
     width, height = (int(side) for side in args.size.lower().split("x"))
     png = photo(args.image, width, height)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"AE_PROVIDERS": '["CPUExecutionProvider"]', "AE_MAX_IMAGE_PIXELS": str(max(width * height * 2, 1 << 24))}
     with spawned(service_command(port, args.models_dir), env, base, "/health/ready"):
-        rows = measure(base, names, png, args.repeats, width * height / 1e6)
+        rows = measure(base, points, png, args.repeats, width * height / 1e6)
     report = {
         "command": "python -m bench.codec_timing " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, python {platform.python_version()}",
