@@ -70,7 +70,11 @@ class ImageResult:
 
 @dataclass(frozen=True)
 class Compressed:
-    """A compressed stream and its rate; `model` and `version` are read from the stream's own header."""
+    """A compressed stream and its rate; `model` and `version` are read from the stream's own header.
+
+    `quality` is the quality in [0, 1] a variable-rate codec coded at (the one asked for, or the one
+    its rate control found for a size target); None from a fixed-rate codec.
+    """
 
     stream: bytes
     bits_per_pixel: float
@@ -78,6 +82,7 @@ class Compressed:
     version: int
     height: int
     width: int
+    quality: float | None = None
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,25 @@ class Client:
         """A denoiser's reconstruct: noisy image -> clean image of the same size."""
         return self.reconstruct_image(image, model, version)
 
-    def compress(self, image: ImageInput, model: str, version: int | None = None) -> Compressed:
-        """Image -> compressed stream, with its rate and the model version that wrote it."""
-        return wire.read_compressed(self._send(wire.image_call(model, "encode", image, version)))
+    def compress(
+        self,
+        image: ImageInput,
+        model: str,
+        version: int | None = None,
+        *,
+        quality: float | None = None,
+        target_bpp: float | None = None,
+        max_bytes: int | None = None,
+    ) -> Compressed:
+        """Image -> compressed stream, with its rate, quality and the model version that wrote it.
+
+        A variable-rate codec takes at most one of `quality` (in [0, 1]), `target_bpp` or `max_bytes`
+        (the stream never exceeds a size target); none: its default quality. More than one is a
+        ValueError, raised before sending; a fixed-rate codec answers any of them with 422
+        (`InvalidInputError`).
+        """
+        params = wire.rate_params(quality, target_bpp, max_bytes)
+        return wire.read_compressed(self._send(wire.image_call(model, "encode", image, version, params=params)))
 
     def decompress(self, stream: bytes) -> Image.Image:
         """Stream -> image, decoded by the model and version its header names (`POST /v1/decode`)."""
@@ -144,7 +160,12 @@ class Client:
         while True:
             try:
                 answer = self._http.request(
-                    call.method, call.path, content=call.content, json=call.json, headers=call.headers
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.content,
+                    json=call.json,
+                    headers=call.headers,
                 )
             except httpx.TransportError as error:
                 raise ServiceUnreachableError(

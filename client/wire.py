@@ -30,13 +30,14 @@ STREAM_MAGIC = b"AEIC"
 
 @dataclass(frozen=True)
 class Call:
-    """One HTTP request: a path under the base URL, and a raw or JSON body."""
+    """One HTTP request: a path under the base URL with its query parameters, and a raw or JSON body."""
 
     method: str
     path: str
     content: bytes | None = None
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def model_path(model: str, operation: str, version: int | None = None) -> str:
@@ -57,10 +58,37 @@ def image_bytes(image: ImageInput) -> bytes:
     return out.getvalue()
 
 
-def image_call(model: str, operation: str, image: ImageInput, version: int | None, accept: str = "*/*") -> Call:
+def image_call(
+    model: str,
+    operation: str,
+    image: ImageInput,
+    version: int | None,
+    accept: str = "*/*",
+    params: dict[str, str] | None = None,
+) -> Call:
     """POST an image body (labelled PNG: the server decides the format from the bytes, not the label)."""
     headers = {"content-type": "image/png", "accept": accept}
-    return Call("POST", model_path(model, operation, version), content=image_bytes(image), headers=headers)
+    path = model_path(model, operation, version)
+    return Call("POST", path, content=image_bytes(image), headers=headers, params=params or {})
+
+
+def rate_params(quality: float | None, target_bpp: float | None, max_bytes: int | None) -> dict[str, str]:
+    """The query parameters of a variable-rate codec's encode; ValueError for more than one of the three.
+
+    The server checks the ranges (quality in [0, 1], 0 < target_bpp <= 64, max_bytes >= 1) and answers
+    422 for them, as it does for any of the three sent to a fixed-rate codec.
+    """
+    asked: dict[str, str] = {}
+    # repr of a float round-trips exactly; max_bytes goes as digits (the server refuses "1e3").
+    if quality is not None:
+        asked["quality"] = repr(float(quality))
+    if target_bpp is not None:
+        asked["target_bpp"] = repr(float(target_bpp))
+    if max_bytes is not None:
+        asked["max_bytes"] = str(int(max_bytes))
+    if len(asked) > 1:
+        raise ValueError(f"ask for one of quality, target_bpp and max_bytes, not {' and '.join(asked)}")
+    return asked
 
 
 def latent_call(model: str, latent: Latent | np.ndarray, version: int | None) -> Call:
@@ -118,7 +146,10 @@ def read_image(answer: httpx.Response) -> ImageResult:
 
 
 def read_compressed(answer: httpx.Response) -> Compressed:
-    """A codec's encode answer; model and version from the stream header, which names who wrote it."""
+    """A codec's encode answer; model and version from the stream header, which names who wrote it.
+
+    `quality` is the one the server coded at (`X-Quality`), None from a fixed-rate codec.
+    """
     model, version = stream_origin(answer.content)
     return Compressed(
         stream=answer.content,
@@ -127,6 +158,7 @@ def read_compressed(answer: httpx.Response) -> Compressed:
         version=version,
         height=int(answer.headers.get("x-image-height", 0)),
         width=int(answer.headers.get("x-image-width", 0)),
+        quality=_float_header(answer, "x-quality"),
     )
 
 

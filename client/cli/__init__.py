@@ -69,9 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=list_models)
 
     compress = _files_command(commands, "compress", images.compress, "images -> .aeic streams", model=True)
-    rate = compress.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=int, help="rung of a codec ladder: -m image-codec --quality 3 = image-codec-q3")
-    rate.add_argument("--target-bpp", type=float, help="target bits per pixel (needs a codec with rate control)")
+    _add_rate_options(compress)
     _files_command(commands, "decompress", images.decompress, "streams -> PNG (the header names the model)")
     _files_command(commands, "denoise", images.denoise, "noisy images -> denoised PNG", model=True)
     _files_command(commands, "reconstruct", images.reconstruct, "images -> reconstructed PNG", model=True)
@@ -82,6 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     anomaly.add_argument("--batch-size", type=int, default=256, help="series per request (the server's limit)")
     anomaly.add_argument("--threshold", type=float, help="flag errors above this instead of the model's threshold")
     return parser
+
+
+def _add_rate_options(compress: argparse.ArgumentParser) -> None:
+    """`ae compress`'s rate: at most one of a quality and two size targets (see `choices.codec_for`)."""
+    rate = compress.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--quality",
+        type=float,
+        metavar="Q",
+        help="quality in [0, 1] of the codec named by -m (-m image-codec --quality 0.6); where -m BASE is not "
+        "served but its ladder BASE-q1.. is, the rung (-m BASE --quality 3 = BASE-q3)",
+    )
+    rate.add_argument(
+        "--target-bpp", type=float, metavar="BPP", help="at most this many bits per pixel (a variable-rate codec)"
+    )
+    rate.add_argument(
+        "--max-bytes", type=int, metavar="N", help="streams of at most this many bytes (a variable-rate codec)"
+    )
 
 
 def _files_command(

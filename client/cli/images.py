@@ -17,16 +17,26 @@ PairJob = Callable[[Path, Path], Outcome]
 
 
 def compress(client: Client, args: argparse.Namespace) -> int:
-    """Images -> `.aeic` streams in `-o DIR`, with their rate."""
+    """Images -> `.aeic` streams in `-o DIR`, with their rate (and quality, from a variable-rate codec)."""
     models = client.models()
-    name = choices.codec_for(models, args.model, args.quality, args.target_bpp)
-    choices.require(choices.pick_version(models, name, args.model_version), name, "encode", "image", task="compress")
+    choice = choices.codec_for(models, args.model, args.quality, args.target_bpp, args.max_bytes)
+    info = choices.pick_version(models, choice.model, args.model_version)
+    choices.require(info, choice.model, "encode", "image", task="compress")
 
     def job(source: Path, target: Path) -> Outcome:
         data = source.read_bytes()
-        packed = client.compress(data, name, args.model_version)
+        packed = client.compress(
+            data,
+            choice.model,
+            args.model_version,
+            quality=choice.quality,
+            target_bpp=choice.target_bpp,
+            max_bytes=choice.max_bytes,
+        )
         target.write_bytes(packed.stream)
-        return Outcome(source, len(data), len(packed.stream), bits_per_pixel=packed.bits_per_pixel)
+        return Outcome(
+            source, len(data), len(packed.stream), bits_per_pixel=packed.bits_per_pixel, quality=packed.quality
+        )
 
     return _each_file(args, ".aeic", job)
 

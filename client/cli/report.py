@@ -23,6 +23,7 @@ class Outcome:
     bytes_out: int = 0
     bits_per_pixel: float | None = None
     psnr: float | None = None
+    quality: float | None = None
     items: int = 0
     error: str | None = None
 
@@ -67,8 +68,18 @@ def summarize(command: str, outcomes: list[Outcome], stream: TextIO) -> int:
     if items := sum(o.items for o in done):
         parts.append(f"{items} series")
     parts += _mean("bpp", [o.bits_per_pixel for o in done], 4) + _mean("PSNR", [o.psnr for o in done], 2, " dB")
+    parts += _quality_range([o.quality for o in done])
     print("; ".join(parts), file=stream)
     return 1 if failed else 0
+
+
+def _quality_range(values: list[float | None]) -> list[str]:
+    # A size target finds a quality per file: the range says more than a mean of qualities would.
+    present = [value for value in values if value is not None]
+    if not present:
+        return []
+    low, high = min(present), max(present)
+    return [f"quality {low:.3f}" if low == high else f"quality {low:.3f}-{high:.3f}"]
 
 
 def _mean(name: str, values: list[float | None], digits: int, unit: str = "") -> list[str]:

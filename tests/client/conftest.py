@@ -28,6 +28,17 @@ def png(height: int = 40, width: int = 48, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+def smooth_png(height: int, width: int, seed: int = 0) -> bytes:
+    """A photo-like gradient: unlike noise, its stream size depends on a variable-rate codec's quality."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [np.sin(6 * x * rng.uniform(0.5, 2) + rng.uniform(0, 6)) * np.cos(5 * y) for _ in range(3)]
+    pixels = (np.stack(channels, -1) * 100 + 128).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
 def series(count: int, length: int = 60, seed: int = 0) -> list[list[float]]:
     rng = np.random.default_rng(seed)
     steps = np.linspace(0, 6, length)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 from PIL import Image
 
 from client.cli import choices, main
+from client.cli.choices import CodecChoice
 from client.errors import UnsupportedOptionError
 from client.results import ModelInfo, VersionInfo
+from client.sync import Client
 from tests.client.conftest import png, series
 
 
@@ -70,8 +73,10 @@ def test_reconstruct_and_denoise_write_pngs(ae, mixed: Path, tmp_path: Path, cap
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        pytest.param(["compress", "-m", "tiny-codec", "--target-bpp", "0.5"], "no rate control", id="target-bpp"),
-        pytest.param(["compress", "-m", "tiny-codec", "--quality", "3"], "no model tiny-codec-q3", id="no-ladder"),
+        pytest.param(
+            ["compress", "-m", "tiny-hyperprior", "--quality", "3"], "quality in [0, 1], not 3", id="quality-range"
+        ),
+        pytest.param(["compress", "-m", "tiny-nope", "--quality", "3"], "'tiny-nope' is not served", id="no-ladder"),
         pytest.param(["compress", "-m", "tiny-image"], "tiny-image is a reconstruct model", id="not-a-codec"),
         pytest.param(["denoise", "-m", "tiny-image"], "needs a denoise model", id="not-a-denoiser"),
         pytest.param(["embed", "-m", "tiny-image"], "takes image input", id="image-model-for-series"),
@@ -85,21 +90,88 @@ def test_unsupported_flags_are_refused_before_sending(ae, mixed: Path, tmp_path:
     assert not out.exists()
 
 
-def test_quality_picks_a_rung_of_the_codec_ladder() -> None:
-    def model(name: str, task: str = "compress") -> ModelInfo:
-        info = VersionInfo(1, task, "codec", "image", ("encode", "decode", "reconstruct"), raw={})
-        return ModelInfo(name, 1, (info,))
+def test_compress_asks_a_variable_rate_codec_for_a_quality_or_a_size(ae, mixed: Path, tmp_path: Path, capsys) -> None:
+    image = mixed / "a.png"
+    assert ae("compress", str(image), "-m", "tiny-hyperprior", "--quality", "0.3", "-o", str(tmp_path / "q")) == 0
+    assert "quality 0.300" in capsys.readouterr().err
+    budget = 100_000  # more than the best quality needs: the stream of quality 1
+    assert (
+        ae("compress", str(image), "-m", "tiny-hyperprior", "--max-bytes", str(budget), "-o", str(tmp_path / "b")) == 0
+    )
+    assert "quality 1.000" in capsys.readouterr().err and (tmp_path / "b" / "a.aeic").stat().st_size <= budget
 
-    models = [model(f"image-codec-q{q}") for q in range(1, 6)] + [model("image-conv", "reconstruct")]
-    assert choices.codec_for(models, "image-codec", 3, None) == "image-codec-q3"
-    assert choices.codec_for(models, "image-codec-q2", None, None) == "image-codec-q2"
-    for name, quality, message in [
-        ("image-codec", None, "add --quality Q, Q in [1, 2, 3, 4, 5]"),
-        ("image-codec", 9, "qualities of image-codec: 1, 2, 3, 4, 5"),
-        ("image-codec-q2", 3, "itself one fixed quality"),
-    ]:
-        with pytest.raises(UnsupportedOptionError, match=message.replace("[", r"\[").replace("]", r"\]")):
-            choices.codec_for(models, name, quality, None)
+
+@pytest.mark.parametrize("rate", [["--quality", "0.5"], ["--target-bpp", "0.5"], ["--max-bytes", "400"]])
+def test_a_fixed_rate_codec_answers_rate_options_with_422(ae, mixed: Path, tmp_path: Path, capsys, rate) -> None:
+    assert ae("compress", str(mixed / "a.png"), "-m", "tiny-codec", *rate, "-o", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {mixed / 'a.png'}: 422 invalid_input: " in err and "fixed rate" in err
+
+
+def _codec(name: str, task: str = "compress") -> ModelInfo:
+    info = VersionInfo(1, task, "codec", "image", ("encode", "decode", "reconstruct"), raw={})
+    return ModelInfo(name, 1, (info,))
+
+
+LADDER = [_codec(f"image-codec-q{q}") for q in range(1, 6)] + [_codec("image-conv", "reconstruct")]
+VARIABLE_RATE = [*LADDER, _codec("image-codec")]
+
+
+@pytest.mark.parametrize(
+    ("models", "argv", "chosen"),
+    [
+        pytest.param(LADDER, ("image-codec", 3, None), CodecChoice("image-codec-q3"), id="rung-by-quality"),
+        pytest.param(LADDER, ("image-codec-q2", None, None), CodecChoice("image-codec-q2"), id="rung-by-name"),
+        # A served name gets the rate as asked: the server says whether it has rate control (422 if not).
+        pytest.param(LADDER, ("image-codec-q2", 0.4, None), CodecChoice("image-codec-q2", 0.4), id="served-rung"),
+        pytest.param(VARIABLE_RATE, ("image-codec", 0.6, None), CodecChoice("image-codec", 0.6), id="quality"),
+        pytest.param(
+            VARIABLE_RATE, ("image-codec", None, 0.3), CodecChoice("image-codec", target_bpp=0.3), id="target-bpp"
+        ),
+        pytest.param(VARIABLE_RATE, ("image-codec", None, None), CodecChoice("image-codec"), id="default-quality"),
+    ],
+)
+def test_quality_is_a_served_codecs_own_or_picks_a_rung(models, argv, chosen) -> None:
+    assert choices.codec_for(models, *argv) == chosen
+
+
+@pytest.mark.parametrize(
+    ("models", "argv", "message"),
+    [
+        pytest.param(LADDER, ("image-codec", None, None), "add --quality Q, Q in [1, 2, 3, 4, 5]", id="no-quality"),
+        pytest.param(LADDER, ("image-codec", 9, None), "qualities of image-codec: 1, 2, 3, 4, 5", id="no-rung"),
+        pytest.param(LADDER, ("image-codec", 0.6, None), "no model image-codec-q0.6 is served", id="fraction"),
+        pytest.param(
+            LADDER,
+            ("image-codec", None, 0.3),
+            "--target-bpp needs a variable-rate codec (rate control), and image-codec names a ladder of fixed-rate "
+            "codecs (image-codec-q1, image-codec-q2, image-codec-q3, image-codec-q4, image-codec-q5)",
+            id="target-bpp-on-a-ladder",
+        ),
+        pytest.param(
+            LADDER, ("image-codec", None, None, 2000), "--max-bytes needs a variable-rate codec", id="max-bytes"
+        ),
+        pytest.param(
+            VARIABLE_RATE,
+            ("image-codec", 3, None),
+            "quality in [0, 1], not 3 (for the fixed-rate rung, use -m image-codec-q3)",
+            id="rung-number-to-a-variable-rate-codec",
+        ),
+    ],
+)
+def test_rate_options_a_codec_cannot_take_are_refused(models, argv, message) -> None:
+    with pytest.raises(UnsupportedOptionError, match=re.escape(message)):
+        choices.codec_for(models, *argv)
+
+
+def test_target_bpp_on_a_ladder_is_refused_by_the_cli(mixed: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(Client, "models", lambda self: LADDER)  # a served ladder, and nothing else is asked
+    out = tmp_path / "never"
+    argv = ["compress", str(mixed / "a.png"), "-m", "image-codec", "--target-bpp", "0.3", "-o", str(out)]
+    assert main(["--url", "http://127.0.0.1:9", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "ae compress: --target-bpp needs a variable-rate codec" in err and "image-codec-q5" in err
+    assert not out.exists()
 
 
 def test_embed_reads_csv_npy_and_jsonl(ae, tmp_path: Path, capsys) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from client import (
     ServiceUnreachableError,
     UnsupportedOperationError,
 )
-from tests.client.conftest import png, series
+from tests.client.conftest import png, series, smooth_png
 from tests.service.server import free_port
 
 
@@ -65,9 +66,50 @@ def test_compress_then_decompress_by_the_stream_header(server_url: str) -> None:
         codec_answer = client.reconstruct_image(png(40, 48), "tiny-codec")
     assert isinstance(packed, Compressed) and packed.model == "tiny-codec" and packed.version == 1
     assert packed.bits_per_pixel == pytest.approx(len(packed.stream) * 8 / (40 * 48), abs=1e-3)
-    assert (packed.height, packed.width) == (40, 48)
+    assert (packed.height, packed.width) == (40, 48) and packed.quality is None  # a fixed-rate codec
     assert image.size == (48, 40)
     assert codec_answer.psnr is not None and codec_answer.bits_per_pixel is not None
+
+
+def test_a_variable_rate_codec_takes_a_quality_or_a_size_target(server_url: str) -> None:
+    image, pixels = smooth_png(64, 80, seed=4), 64 * 80
+    with Client(server_url) as client:
+        low, high, chosen, default = (
+            client.compress(image, "tiny-hyperprior", quality=quality) for quality in (0, 1, 0.3, None)
+        )
+        budget = (len(low.stream) + len(high.stream)) // 2
+        capped = client.compress(image, "tiny-hyperprior", max_bytes=budget)
+        by_rate = client.compress(image, "tiny-hyperprior", target_bpp=budget * 8 / pixels)
+        decoded = client.decompress(capped.stream)
+    assert (low.quality, high.quality) == (0.0, 1.0) and len(high.stream) > len(low.stream)
+    assert chosen.quality == pytest.approx(0.3, abs=1e-4) and default.quality == pytest.approx(0.5, abs=1e-4)
+    assert chosen.model == "tiny-hyperprior" and chosen.bits_per_pixel > 0
+    for capped_answer in (capped, by_rate):  # a size target is never exceeded; the quality found comes back
+        assert len(capped_answer.stream) <= budget
+        assert capped_answer.quality is not None and 0.0 <= capped_answer.quality <= 1.0
+    assert decoded.size == (80, 64)
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [
+        pytest.param({"quality": 0.5, "max_bytes": 100}, id="quality-and-max-bytes"),
+        pytest.param({"quality": 0.5, "target_bpp": 0.3}, id="quality-and-target-bpp"),
+        pytest.param({"target_bpp": 0.3, "max_bytes": 100}, id="target-bpp-and-max-bytes"),
+    ],
+)
+def test_two_rate_requests_are_refused_before_sending(rate: dict[str, Any]) -> None:
+    # No server at this port: a request sent would be ServiceUnreachableError, not ValueError.
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url, timeout_s=2) as client, pytest.raises(ValueError, match="ask for one of"):
+        client.compress(png(), "tiny-hyperprior", **rate)
+
+    async def run() -> None:
+        async with AsyncClient(url, timeout_s=2) as client:
+            await client.compress(png(), "tiny-hyperprior", **rate)
+
+    with pytest.raises(ValueError, match="ask for one of"):
+        asyncio.run(run())
 
 
 def test_sequences_embed_and_reconstruct_with_scores(server_url: str) -> None:
@@ -96,18 +138,20 @@ def test_many_series_are_cut_to_the_batch_limit_and_kept_in_order(server_url: st
 
 
 def test_async_client_gives_the_same_answers(server_url: str) -> None:
-    async def run() -> tuple[np.ndarray, np.ndarray, Compressed, Image.Image]:
+    async def run() -> tuple[np.ndarray, np.ndarray, Compressed, Compressed, Image.Image]:
         async with AsyncClient(server_url) as client:
-            embeddings, batched, packed = await asyncio.gather(
+            embeddings, batched, packed, rated = await asyncio.gather(
                 client.embed(series(7), "tiny-seq", version=1),
                 client.embed_many(series(7), "tiny-seq", version=1, batch_size=2, concurrency=2),
                 client.compress(png(), "tiny-codec"),
+                client.compress(smooth_png(64, 64), "tiny-hyperprior", quality=0.25),
             )
-            return embeddings, batched, packed, await client.decompress(packed.stream)
+            return embeddings, batched, packed, rated, await client.decompress(packed.stream)
 
-    embeddings, batched, packed, image = asyncio.run(run())
+    embeddings, batched, packed, rated, image = asyncio.run(run())
     np.testing.assert_allclose(batched, embeddings, atol=1e-5)
     assert packed.model == "tiny-codec" and image.size == (48, 40)
+    assert rated.model == "tiny-hyperprior" and rated.quality == pytest.approx(0.25, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +180,13 @@ def test_async_client_gives_the_same_answers(server_url: str) -> None:
             HTTPStatus.UNPROCESSABLE_ENTITY,
             "invalid_input",
             id="422",
+        ),
+        pytest.param(
+            lambda c: c.compress(png(32, 32), "tiny-codec", quality=0.5),
+            InvalidInputError,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            id="422-rate-asked-of-a-fixed-rate-codec",
         ),
     ],
 )
