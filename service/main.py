@@ -232,9 +232,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "X-Request-Id",
                 "X-Image-Height",
                 "X-Image-Width",
+                "X-Quality",
+                "X-Target-Bpp",
+                "X-Max-Bytes",
             ],
             expose_headers=[
                 "X-Bits-Per-Pixel",
+                "X-Quality",
                 "X-PSNR",
                 "X-Image-Height",
                 "X-Image-Width",

@@ -20,6 +20,7 @@ one (`service.lazy`); while loaded they serve and are listed like the others but
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -166,7 +167,7 @@ def _load_tables(folder: Path, manifest: Manifest, spec: EntropyModelSpec | None
             tables = HyperpriorEntropyModel(path, transforms)
         else:
             tables = EntropyTables(path)
-    except (ValueError, KeyError, TypeError, OSError) as error:
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as error:
         raise ModelLoadError(f"invalid entropy tables {spec.file}: {error}") from error
     if tables.channels != manifest.latent.shape[0]:
         raise ModelLoadError(

@@ -10,7 +10,8 @@ Exact by construction instead: the hyper-synthesis weights and biases are intege
 to a multiple of 2^-8 (`ACTIVATION_BITS`) after its clamped ReLU (to [0, 256], as in training). Every
 product is then a multiple of 2^-24 and every partial sum of a layer is below 2^29 in magnitude (fan-in
 x 256 x the largest weight, checked when the transforms load), so float64 holds each partial sum
-exactly: any summation order, any BLAS, any thread count gives the same numbers. The hyper-latent is
+exactly: any summation order, any BLAS, any thread count gives the same numbers (for the classical
+matrix product every BLAS in use computes; a Strassen-like one would form other intermediate sums). The hyper-latent is
 clamped to [-CLAMP, CLAMP] first, so a hostile stream cannot push a sum out of the exact range either.
 
 The hyper-analysis runs on the encoder only (its output is rounded and written into the stream), so it
@@ -100,6 +101,9 @@ class HyperTransforms:
         with np.load(path, allow_pickle=False) as arrays:
             analysis = tuple(_layers(arrays, "h_a", fixed_point=False))
             synthesis = tuple(_layers(arrays, "h_s", fixed_point=True))
+        for layer in (*analysis, *synthesis):
+            if layer.stride not in (1, 2) or layer.kernel % 2 == 0 or layer.weight.ndim != 4 or layer.bias.ndim != 1:
+                raise ValueError("hyper transform layers are 4-d weights of odd kernels, 1-d biases, strides 1 or 2")
         for index, layer in enumerate(synthesis):
             fan_in = layer.weight[0].size if not layer.transposed else layer.weight[:, 0].size
             bound = fan_in * CLAMP * float(np.abs(layer.weight).max()) + float(np.abs(layer.bias).max())

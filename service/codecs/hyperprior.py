@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import constriction
@@ -46,6 +48,15 @@ def hyper_latent_size(rows: int, columns: int) -> tuple[int, int]:
     return (rows + 3) // 4, (columns + 3) // 4  # ceil(ceil(n / 2) / 2) == ceil(n / 4)
 
 
+@contextmanager
+def _undecodable_as_400() -> Iterator[None]:
+    """Invalid data in a payload is the stream's fault: 400 (constriction raises AssertionError or ValueError)."""
+    try:
+        yield
+    except (AssertionError, ValueError, RuntimeError) as error:
+        raise DecodingError("bitstream payload could not be decoded") from error
+
+
 class HyperpriorEntropyModel:
     """Tables, gains and hyper transforms of a hyperprior codec; codes its latents (see the module doc)."""
 
@@ -68,6 +79,20 @@ class HyperpriorEntropyModel:
             raise ValueError("log_gains and log_inverse_gains must be (levels >= 2, channels) each")
         self.transforms = HyperTransforms.load(transforms_path)
         self.channels = self.log_gains.shape[1]
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Refuse, when the version loads, files whose parts do not fit together (not on every request)."""
+        z = self.transforms.analyse(np.zeros((self.channels, 4, 4)))
+        if z.shape != (self.hyper.channels, *hyper_latent_size(4, 4)):
+            raise ValueError(
+                f"h_a gives {z.shape[0]} channels at {z.shape[1:]}, the hyper tables code {self.hyper.channels}"
+            )
+        means, scales = self.transforms.synthesise(np.zeros(z.shape, dtype=np.int64), 4, 4)
+        if means.shape != (self.channels, 4, 4) or scales.shape != means.shape:
+            raise ValueError(
+                f"h_s gives means {means.shape} and scales {scales.shape} for a latent of {self.channels} channels"
+            )
 
     @property
     def precision(self) -> int:
@@ -122,16 +147,15 @@ class HyperpriorEntropyModel:
             raise DecodingError("bitstream payload is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
         z_rows, z_columns = hyper_latent_size(rows, columns)
-        try:
+        with _undecodable_as_400():
             z_hat = np.stack(
                 [self.hyper.decode_values(decoder, c, z_rows * z_columns) for c in range(self.hyper.channels)]
             ).reshape(self.hyper.channels, z_rows, z_columns)
-            tables, means = self._tables_and_means(z_hat, rows, columns)
-            residuals = np.empty(tables.shape, dtype=np.int64)
+        tables, means = self._tables_and_means(z_hat, rows, columns)  # the model's work: its faults stay 500
+        residuals = np.empty(tables.shape, dtype=np.int64)
+        with _undecodable_as_400():
             for table in np.unique(tables):
                 where = tables == table
                 residuals[where] = self.gaussian.decode_values(decoder, int(table), int(where.sum()))
-        except Exception as error:  # constriction reports exhausted or invalid data as generic errors
-            raise DecodingError("bitstream payload could not be decoded") from error
         _, inverse_gain = self.gains(quality_u16)
         return ((residuals + means) * inverse_gain[:, None, None]).astype(np.float32)

@@ -32,7 +32,14 @@ from service.config import Settings
 from service.engine import release_freed_memory
 from service.errors import DecodingError
 from service.kinds.base import Call, ModelHandler
-from service.kinds.codec_tiles import decode_tiles, encode_tiles, payload_latent, rate_controlled_stream, stream_header
+from service.kinds.codec_tiles import (
+    decode_tiles,
+    encode_tiles,
+    payload_latent,
+    rate_controlled_stream,
+    refuse_fixed_rate,
+    stream_header,
+)
 from service.kinds.image import (
     Frame,
     Size,
@@ -115,6 +122,7 @@ def finish_stream(
     model: LoadedModel,
     auth: StreamAuthentication,
     rate: RateRequest = DEFAULT_RATE,
+    deadline: float | None = None,
 ) -> EncodedImage:
     """Entropy-code the latent at the rate asked and wrap it with the header (one untiled tile).
 
@@ -123,7 +131,7 @@ def finish_stream(
     `auth` travels in the job's partials, not the raw key: its repr hides the key wherever a job is shown.
     """
     header, coder = stream_header(model, original.frame, original.coded_channels)
-    stream, quality = rate_controlled_stream(model, header, coder, [outputs["latent"][0]], auth, rate)
+    stream, quality = rate_controlled_stream(model, header, coder, [outputs["latent"][0]], auth, rate, deadline)
     return EncodedImage(stream, original, quality)
 
 
@@ -260,7 +268,7 @@ class CodecHandler(ModelHandler):
             return EncodedImage(stream, Original(frame, pixels), quality)
         job = Job(
             partial(prepare_codec_image, self.model, data, settings, gray),
-            partial(finish_stream, model=self.model, auth=auth, rate=rate),
+            partial(finish_stream, model=self.model, auth=auth, rate=rate, deadline=deadline),
         )
         return await encoder.execute(job, deadline)
 
@@ -282,11 +290,16 @@ class CodecHandler(ModelHandler):
         await run_in_threadpool(release_freed_memory)
         return answer
 
+    def _rate(self, call: Call) -> RateRequest:
+        """The rate a request asks; 422 before any pixel is decoded if malformed or asked of a fixed-rate codec."""
+        rate = rate_request(call.request.query_params, call.request.headers)
+        refuse_fixed_rate(self.model, rate)
+        return rate
+
     async def encode(self, call: Call) -> Answer:
         """The bitstream of an image at the rate asked, with its rate in X-Bits-Per-Pixel (and X-Quality)."""
-        rate = rate_request(call.request.query_params, call.request.headers)
         data = await image_bytes(call.request, call.body)
-        encoded = await self.encoded(data, call.deadline, rate=rate)
+        encoded = await self.encoded(data, call.deadline, rate=self._rate(call))
         return Answer(encoded.stream, STREAM, encoded.headers())
 
     async def decode(self, call: Call) -> Answer:
@@ -303,9 +316,8 @@ class CodecHandler(ModelHandler):
     async def reconstruct(self, call: Call) -> Answer:
         """Encode then decode through the real stream; X-Bits-Per-Pixel and X-PSNR report it."""
         mime = choose_image_format(call.request.headers.get("accept"))
-        rate = rate_request(call.request.query_params, call.request.headers)
         data = await image_bytes(call.request, call.body)
-        encoded = await self.encoded(data, call.deadline, rate=rate)
+        encoded = await self.encoded(data, call.deadline, rate=self._rate(call))
         level = self.settings.png_compress_level
 
         def finish(outputs: Feeds, frame: Frame) -> Answer:

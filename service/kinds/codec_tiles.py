@@ -33,7 +33,7 @@ from service.codecs.entropy import LatentCoder
 from service.codecs.image import pad_to_multiple
 from service.codecs.rate_control import RateRequest, stream_within
 from service.codecs.tiles import Box, tile_boxes
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, RequestTimeoutError
 from service.kinds.image import Frame, image_spec
 from service.model import LoadedModel
 from service.stages import Feeds, Job, Prepared, run_all
@@ -63,6 +63,16 @@ def stream_header(model: LoadedModel, frame: Frame, channels: int, tile_side: in
     return Header(m.name, m.version, tables.hash, frame.height, frame.width, channels, tile_side), tables
 
 
+def refuse_fixed_rate(model: LoadedModel, rate: RateRequest) -> None:
+    """422 when a rate is asked of a fixed-rate codec (the ladder): each of its models has one rate."""
+    if rate.asked and not model.tables_for(gray=False).variable_rate:
+        m = model.manifest
+        raise InvalidInputError(
+            f"{m.name}/{m.version} codes at one fixed rate: quality, target_bpp and max_bytes need a "
+            "variable-rate codec (image-codec)"
+        )
+
+
 def rate_controlled_stream(
     model: LoadedModel,
     header: Header,
@@ -70,6 +80,7 @@ def rate_controlled_stream(
     latents: list[np.ndarray],
     auth: StreamAuthentication,
     rate: RateRequest,
+    deadline: float | None = None,
 ) -> tuple[bytes, int | None]:
     """(stream, u16 quality or None) of the tiles' latents, at the rate asked (service.codecs.rate_control).
 
@@ -82,18 +93,13 @@ def rate_controlled_stream(
         return pack_tiles(replace(header, quality=quality), payloads, auth.key)
 
     if not coder.variable_rate:
-        if rate.asked:
-            m = model.manifest
-            raise InvalidInputError(
-                f"{m.name}/{m.version} codes at one fixed rate: quality, target_bpp and max_bytes need a "
-                "variable-rate codec (image-codec)"
-            )
+        refuse_fixed_rate(model, rate)
         return write(None), None
     budget = rate.budget(header.height, header.width)
     if budget is None:
         quality = rate.fixed_quality()
         return write(quality), quality
-    return stream_within(write, budget)
+    return stream_within(write, budget, deadline)
 
 
 def payload_latent(
@@ -133,8 +139,13 @@ async def encode_tiles(
     jobs = [Job(partial(_tile_image, pixels, box, stride), _latent) for box in boxes]
     latents = await _each_tile(encoder, jobs, deadline)
     header, coder = stream_header(model, frame, pixels.shape[0], side)
-    # Entropy coding (repeated when bisecting on the quality): a worker thread.
-    return await run_in_threadpool(rate_controlled_stream, model, header, coder, latents, auth, rate)
+    # Entropy coding (repeated when searching a size target's quality): a worker thread, which also stops
+    # its search at the deadline; the request is answered 504 then.
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await run_in_threadpool(rate_controlled_stream, model, header, coder, latents, auth, rate, deadline)
+    except TimeoutError:
+        raise RequestTimeoutError("the request ran past its deadline while coding its tiles") from None
 
 
 def _tile_latent(model: LoadedModel, stream: Stream, index: int, box: Box) -> Prepared[Box]:

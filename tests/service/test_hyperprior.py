@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from service.codecs.bitstream import pack_tiles, read_stream
-from service.codecs.hyper_transforms import ACTIVATION_BITS, CLAMP, HyperTransforms
+from service.codecs.hyper_transforms import ACTIVATION_BITS, CLAMP, EXACT_BELOW, HyperTransforms
 from service.codecs.hyperprior import QUALITY_STEPS, HyperpriorEntropyModel, hyper_latent_size
 from service.codecs.rate_control import RateRequest, rate_request
 from service.errors import DecodingError, InvalidInputError
@@ -84,6 +84,65 @@ def test_hyper_synthesis_is_bit_exact_whatever_the_summation_order(entropy_model
         assert np.array_equal(means, reference[:half]) and np.array_equal(scales, reference[half:])
         # And on the fixed-point grid: multiples of 2^-24.
         assert np.array_equal(means * 2**24, np.rint(means * 2**24))
+
+
+def _round_half_even(units: np.ndarray, shift: int) -> np.ndarray:
+    """`units` / 2^shift rounded half to even (np.rint's rule), in integers."""
+    quotient, remainder = np.divmod(units, 1 << shift)
+    half = 1 << (shift - 1)
+    return quotient + ((remainder > half) | ((remainder == half) & (quotient % 2 == 1)))
+
+
+def _integer_conv(x: np.ndarray, weight: np.ndarray, stride: int, transposed: bool) -> np.ndarray:
+    """A layer's convolution over int64, exact by nature (the same padding rules as hyper_transforms)."""
+    k = weight.shape[-1]
+    pad = k // 2
+    if transposed:
+        _, height, width = x.shape
+        side = (stride * (height - 1) + k + stride - 1, stride * (width - 1) + k + stride - 1)
+        full = np.zeros((weight.shape[1], *side), np.int64)
+        for i in range(k):
+            for j in range(k):
+                contribution = np.einsum("io,ihw->ohw", weight[:, :, i, j], x)
+                full[:, i : i + stride * height : stride, j : j + stride * width : stride] += contribution
+        return full[:, pad : pad + stride * height, pad : pad + stride * width]
+    # torch only cuts the patches: integers below 2^17, exact in float64.
+    patches = torch.nn.functional.unfold(torch.from_numpy(x.astype(np.float64))[None], k, padding=pad, stride=stride)
+    rows = (x.shape[1] + 2 * pad - k) // stride + 1
+    product = weight.reshape(weight.shape[0], -1) @ patches[0].numpy().astype(np.int64)
+    return product.reshape(weight.shape[0], rows, -1)
+
+
+def test_hyper_synthesis_equals_an_integer_oracle_at_the_edge_of_its_exact_range(folder, tmp_path):
+    """Weights scaled up to just under the bound the loader accepts, inputs at the clamp: still exact."""
+    with np.load(folder / "hyper_transforms.npz") as arrays:
+        edge = dict(arrays)
+    rng = np.random.default_rng(4)
+    for index in range(3):
+        weight = edge[f"h_s.{index}.weight"]
+        fan_in = weight[0].size if index == 2 else weight[:, 0].size  # the last layer is a plain convolution
+        largest = int(EXACT_BELOW / (fan_in * CLAMP) * 2**16 * 0.99)  # in 2^-16 units
+        edge[f"h_s.{index}.weight"] = rng.integers(-largest, largest + 1, weight.shape).astype(np.int32)
+        edge[f"h_s.{index}.bias"] = rng.integers(-(2**20), 2**20, edge[f"h_s.{index}.bias"].shape).astype(np.int32)
+    path = tmp_path / "edge.npz"
+    np.savez(path, **edge)
+    transforms = HyperTransforms.load(path)  # accepted: just inside the bound
+    z_hat = rng.choice([-256, 256, 0, 255], (edge["h_s.0.weight"].shape[0], 3, 2))
+    means, scales = transforms.synthesise(z_hat, 12, 8)
+    # The oracle, all int64: layer 1 in 2^-16 units, the others in 2^-24; activations in 2^-8 units.
+    x, scale_bits = z_hat.astype(np.int64), 0
+    for index in range(3):
+        weight, bias = (edge[f"h_s.{index}.{part}"].astype(np.int64) for part in ("weight", "bias"))
+        stride, transposed = (int(v) for v in edge[f"h_s.{index}.layout"])
+        y = _integer_conv(x, weight, stride, bool(transposed)) + (bias << scale_bits)[:, None, None]
+        if index == 2:
+            break
+        clamped = np.clip(y, 0, int(CLAMP) << (16 + scale_bits))
+        x, scale_bits = _round_half_even(clamped, 8 + scale_bits), ACTIVATION_BITS
+    exact = y[:, :12, :8].astype(np.float64) / 2.0 ** (16 + scale_bits)
+    half = exact.shape[0] // 2
+    assert np.array_equal(means, exact[:half]) and np.array_equal(scales, exact[half:])
+    assert np.abs(exact).max() > 2**10  # the sums really were large
 
 
 def test_weights_that_could_leave_the_exact_range_are_refused(folder, tmp_path):
@@ -171,6 +230,9 @@ def test_rate_requests_are_parsed_and_malformed_ones_refused():
         {"max_bytes": "0"},
         {"max_bytes": "1e3"},
         {"max_bytes": "9" * 40},
+        {"max_bytes": "\u00b2"},  # str.isdigit() says yes, int() says no
+        {"max_bytes": "\uff11\uff12"},  # fullwidth digits
+        {"quality": "0." + "0" * 40 + "5"},  # longer than a number may be: refused, not cut
         {"quality": "0.5", "max_bytes": "100"},
     ):
         with pytest.raises(InvalidInputError):
@@ -237,3 +299,12 @@ def test_a_stream_without_its_quality_or_a_ladder_stream_with_one_is_refused(cli
         flipped = replace(stream.header, quality=None if stream.header.quality is not None else 1234)
         answer = client.post(f"{route}/decode", content=pack_tiles(flipped, list(stream.tiles)), headers=STREAM)
         assert answer.status_code == 400 and "quality" in answer.json()["error"]["message"]
+
+
+def test_a_stream_of_huge_escaped_values_decodes_to_an_image_not_an_error(client, entropy_model):
+    ours = read_stream(client.post(f"{CODEC}/encode", content=photo(64, 64, 11), headers=PNG).content)
+    latent = np.full((entropy_model.channels, 4, 4), 2.0**28, np.float32)
+    latent[::2] = -(2.0**28)
+    payload = entropy_model.encode(latent, ours.header.quality)
+    answer = client.post(f"{CODEC}/decode", content=pack_tiles(ours.header, [payload]), headers=STREAM)
+    assert answer.status_code == 200 and Image.open(io.BytesIO(answer.content)).size == (64, 64)
