@@ -193,7 +193,7 @@ def _fit(
     train_set, val_set, data_info = build_datasets(config.data, root or Path.cwd(), opt.seed, report)
     model = build_model(config.model).to(device)
     loss_fn = loss_for(config.model)
-    optimizer = torch.optim.AdamW(_trained_parameters(model, opt), lr=opt.lr, weight_decay=opt.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, opt), lr=opt.lr, weight_decay=opt.weight_decay)
     run_progress = Progress(opt.steps, opt.time_budget_s)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, run_progress))
     state = {"step": 0, "wall_time_s": 0.0, "best_val": float("inf")}
@@ -296,6 +296,23 @@ def _fit(
     if not ranks.is_main:
         return {"rank": ranks.rank, "steps": int(state["step"])}
     return _finish(run_dir, model, val_set, loss_fn, device, config, state, data_info)
+
+
+def _parameter_groups(model: nn.Module, opt: OptimConfig) -> list[dict[str, Any]]:
+    """The trained parameters as optimizer groups: one at `optim.lr`, and others where the model scales it.
+
+    A model may define `learning_rate_scales()` (parameter-name prefix -> factor): the hyperprior codec
+    trains its gains, which Adam moves about lr per step, and its fresh hyper transforms faster than the
+    transforms it warm-starts from.
+    """
+    trained = {id(p) for p in _trained_parameters(model, opt)}
+    scales: dict[str, float] = getattr(model, "learning_rate_scales", dict)()
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if id(parameter) in trained:
+            scale = next((factor for prefix, factor in scales.items() if name.startswith(prefix)), 1.0)
+            groups.setdefault(scale, []).append(parameter)
+    return [{"params": params, "lr": opt.lr * scale} for scale, params in groups.items()]
 
 
 def _trained_parameters(model: nn.Module, opt: OptimConfig) -> list[nn.Parameter]:

@@ -88,3 +88,16 @@ def test_export_writes_the_entropy_model_transforms_and_fp16_weights(tiny_runs, 
     assert metadata["family"] == "hyperprior-codec" and set(weights) == set(model.state_dict())
     for name, value in model.state_dict().items():
         torch.testing.assert_close(weights[name], value.float(), rtol=2e-3, atol=1e-4)
+
+
+def test_gains_and_hyper_parts_train_at_their_scaled_learning_rates():
+    from training.config import OptimConfig
+    from training.fit import _parameter_groups
+
+    model = HyperpriorCodec(HyperpriorCodecConfig(hidden=8, latent_channels=6, hyper_channels=4))
+    groups = {group["lr"]: group["params"] for group in _parameter_groups(model, OptimConfig(lr=1e-4))}
+    assert len(groups) == 3
+    by_id = {id(p): lr for lr, params in groups.items() for p in params}
+    assert by_id[id(model.log_gain)] == pytest.approx(1e-3) and by_id[id(model.h_s[0].weight)] == pytest.approx(5e-4)
+    assert by_id[id(model.g_a[0].weight)] == pytest.approx(1e-4)
+    assert sum(len(p) for p in groups.values()) == len(list(model.parameters()))

@@ -134,10 +134,20 @@ class HyperpriorCodec(nn.Module):
         self.hyper_density = FactorizedDensity(h)
         levels = len(config.lambdas)
         # Quantisation step ~ 1 / gain: start higher-rate levels finer, around a middle level of gain 1.
-        start = torch.tensor([math.log(lam / config.lambdas[levels // 2]) * 0.4 for lam in config.lambdas])
+        # High-rate theory: distortion ~ step^2 and the optimal step ~ 1 / sqrt(lambda), so gain ~ sqrt(lambda).
+        start = torch.tensor([math.log(lam / config.lambdas[levels // 2]) * 0.5 for lam in config.lambdas])
         self.log_gain = nn.Parameter(start[:, None].repeat(1, m))
         self.log_inverse_gain = nn.Parameter(-start[:, None].repeat(1, m))
         self.register_buffer("log_lambdas", torch.log(torch.tensor(config.lambdas, dtype=torch.float32)))
+
+    def learning_rate_scales(self) -> dict[str, float]:
+        """Learning-rate factors by parameter prefix (training.fit): gains and hyper parts learn faster.
+
+        Adam moves a parameter by about lr per step whatever its gradient: a log gain that must travel
+        ~1 would need thousands of steps at the transforms' rate, and the hyper transforms usually
+        start fresh beside warm-started g_a / g_s.
+        """
+        return {"log_gain": 10.0, "log_inverse_gain": 10.0, "h_a": 5.0, "h_s": 5.0, "hyper_density": 5.0}
 
     # ------------------------------------------------------------------ rate levels
 
