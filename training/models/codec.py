@@ -51,12 +51,36 @@ class CodecConfig:
         return 16
 
 
-def _down(c_in: int, c_out: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 5, stride=2, padding=2)
+def conv_down(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    """A convolution with 'same' padding: stride 2 halves each side (rounding up)."""
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
 
 
-def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
+def conv_up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
+    """A 5x5 transposed convolution that doubles each side exactly."""
     return nn.ConvTranspose2d(c_in, c_out, 5, stride=2, padding=2, output_padding=1)
+
+
+def analysis_transform(channels: int, hidden: int, latent: int) -> nn.Sequential:
+    """g_a: [5x5 conv s2 + GDN] x 3, 5x5 conv s2 (16x smaller on each side)."""
+    n = hidden
+    return nn.Sequential(
+        conv_down(channels, n), GDN(n), conv_down(n, n), GDN(n), conv_down(n, n), GDN(n), conv_down(n, latent)
+    )
+
+
+def synthesis_transform(latent: int, hidden: int, channels: int) -> nn.Sequential:
+    """g_s: [5x5 transposed conv s2 + IGDN] x 3, 5x5 transposed conv s2 (16x larger on each side)."""
+    n = hidden
+    return nn.Sequential(
+        conv_up(latent, n),
+        GDN(n, inverse=True),
+        conv_up(n, n),
+        GDN(n, inverse=True),
+        conv_up(n, n),
+        GDN(n, inverse=True),
+        conv_up(n, channels),
+    )
 
 
 @register_family("codec", CodecConfig)
@@ -69,16 +93,8 @@ class CompressionAutoencoder(nn.Module):
         super().__init__()
         self.config: CodecConfig = config
         n, m, c = config.hidden, config.latent_channels, config.channels
-        self.g_a = nn.Sequential(_down(c, n), GDN(n), _down(n, n), GDN(n), _down(n, n), GDN(n), _down(n, m))
-        self.g_s = nn.Sequential(
-            _up(m, n),
-            GDN(n, inverse=True),
-            _up(n, n),
-            GDN(n, inverse=True),
-            _up(n, n),
-            GDN(n, inverse=True),
-            _up(n, c),
-        )
+        self.g_a = analysis_transform(c, n, m)
+        self.g_s = synthesis_transform(m, n, c)
         self.density = FactorizedDensity(m)
 
     def encode(self, x: Tensor) -> Tensor:

@@ -30,8 +30,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from training.layers import GDN, FactorizedDensity
-from training.models.codec import CompressionAutoencoder
+from training.layers import FactorizedDensity
+from training.models.codec import (
+    CompressionAutoencoder,
+    analysis_transform,
+    conv_down,
+    conv_up,
+    synthesis_transform,
+)
 from training.models.conv import pad_to_multiple
 from training.registry import register_family
 
@@ -80,14 +86,6 @@ class HyperpriorCodecConfig:
         return 16
 
 
-def _down(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
-
-
-def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(c_in, c_out, 5, stride=2, padding=2, output_padding=1)
-
-
 class ClampedReLU(nn.Module):
     """ReLU clamped at ACTIVATION_CLAMP (the service's fixed-point hyper transforms need bounded values)."""
 
@@ -115,21 +113,17 @@ class HyperpriorCodec(nn.Module):
         super().__init__()
         self.config: HyperpriorCodecConfig = config
         n, m, c, h = config.hidden, config.latent_channels, config.channels, config.hyper_channels
-        self.g_a = nn.Sequential(_down(c, n), GDN(n), _down(n, n), GDN(n), _down(n, n), GDN(n), _down(n, m))
-        self.g_s = nn.Sequential(
-            _up(m, n),
-            GDN(n, inverse=True),
-            _up(n, n),
-            GDN(n, inverse=True),
-            _up(n, n),
-            GDN(n, inverse=True),
-            _up(n, c),
-        )
+        self.g_a = analysis_transform(c, n, m)
+        self.g_s = synthesis_transform(m, n, c)
         self.h_a = nn.Sequential(
-            _down(m, h, kernel=3, stride=1), ClampedReLU(), _down(h, h), ClampedReLU(), _down(h, h)
+            conv_down(m, h, kernel=3, stride=1), ClampedReLU(), conv_down(h, h), ClampedReLU(), conv_down(h, h)
         )
         self.h_s = nn.Sequential(
-            _up(h, m), ClampedReLU(), _up(m, m * 3 // 2), ClampedReLU(), _down(m * 3 // 2, 2 * m, kernel=3, stride=1)
+            conv_up(h, m),
+            ClampedReLU(),
+            conv_up(m, m * 3 // 2),
+            ClampedReLU(),
+            conv_down(m * 3 // 2, 2 * m, kernel=3, stride=1),
         )
         self.hyper_density = FactorizedDensity(h)
         levels = len(config.lambdas)
