@@ -18,6 +18,8 @@ import numpy as np
 
 from service.codecs.bitstream import read_stream
 from service.codecs.image import image_size
+from service.codecs.rate_control import PARAMETERS as RATE_PARAMETERS
+from service.codecs.rate_control import RateRequest, rate_request
 from service.config import Settings
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.kinds.codec import (
@@ -112,8 +114,9 @@ async def _png_rows(oip: OipModel, operation: str, rows: Sequence[Row], settings
 async def infer_images(oip: OipModel, request: InferRequest, settings: Settings, deadline: float) -> list[Tensor]:
     """One request to an image model's or a codec's operation."""
     inputs = checked_inputs(oip, request)
-    check_parameters(oip, request)
     model, operation = oip.model, oip.operation
+    variable_rate = model.tables is not None and model.tables.variable_rate and operation != "decode"
+    check_parameters(oip, request, frozenset(RATE_PARAMETERS) if variable_rate else frozenset())
     if operation == "decode":
         if model.tables is not None:
             return await _decode_streams(oip, inputs["stream"].elements(), settings, deadline)
@@ -122,7 +125,9 @@ async def infer_images(oip: OipModel, request: InferRequest, settings: Settings,
     check_batch(oip, len(elements), settings.max_batch_size, "images")
     budget = PixelBudget(oip, settings, len(elements))
     if model.tables is not None:
-        return await _codec_images(oip, elements, budget, settings, deadline)
+        # A variable-rate codec's rate: the request's parameters, as the /v1 query (one for every row).
+        rate = rate_request({k: str(v) for k, v in request.parameters.items() if k in RATE_PARAMETERS}, {})
+        return await _codec_images(oip, elements, budget, settings, deadline, rate)
     if operation == "reconstruct":
         return [await _reconstructed(oip, elements, budget, settings, deadline)]
     return await _encoded_latents(oip, elements, budget, settings, deadline)
@@ -204,7 +209,7 @@ async def _decode_streams(oip: OipModel, streams: list[bytes], settings: Setting
 
 
 async def _codec_images(
-    oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float
+    oip: OipModel, elements: list[bytes], budget: PixelBudget, settings: Settings, deadline: float, rate: RateRequest
 ) -> list[Tensor]:
     """A codec's encode (streams and their rates) or reconstruct (through the real stream, scored)."""
     handler, level = _codec(oip), settings.png_compress_level
@@ -212,7 +217,7 @@ async def _codec_images(
     take_share = budget.take if len(elements) > 1 else None
 
     async def round_trip(data: bytes) -> tuple[EncodedImage, bytes, float]:
-        stream = await handler.encoded(data, deadline, take_share)
+        stream = await handler.encoded(data, deadline, take_share, rate)
 
         def finish(outputs: Feeds, frame: Frame) -> tuple[bytes, float]:
             return finish_scored_image(outputs, stream.original, PNG, level)
@@ -222,7 +227,7 @@ async def _codec_images(
 
     rows = len(elements)
     if oip.operation == "encode":
-        streams = await run_all([handler.encoded(data, deadline, take_share) for data in elements])
+        streams = await run_all([handler.encoded(data, deadline, take_share, rate) for data in elements])
         rates = np.asarray([s.bits_per_pixel for s in streams], np.float32)
         stream_tensor = Tensor("stream", BYTES, (rows,), [s.stream for s in streams])
         return [stream_tensor, Tensor("bits_per_pixel", "FP32", (rows,), rates)]

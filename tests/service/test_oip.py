@@ -25,6 +25,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from bench.net import free_port
+from service.codecs.bitstream import read_stream
 from tests.service.conftest import ALL_VERSIONS, decode_png, png_bytes
 from tests.service.server import running_server
 
@@ -159,6 +160,22 @@ def test_codec_streams_cross_protocols(server: Server) -> None:
     streams = np.array([stream], dtype=np.object_)
     via_v2 = server.http.infer("tiny-codec.decode", [_input(triton_http, "stream", streams, "BYTES")])
     assert np.array_equal(decode_png(via_v2.as_numpy("image")[0]), decode_png(via_v1))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_variable_rate_codec_takes_its_rate_as_parameters(server: Server, protocol: str) -> None:
+    client, module = (server.http, triton_http) if protocol == "http" else (server.grpc, triton_grpc)
+    images = [_input(module, "image", _images((64, 80)), "BYTES")]
+    # tritonclient's gRPC parameters take no floats: a number as a string, as the /v1 query carries it.
+    low = client.infer("tiny-hyperprior.encode", images, parameters={"quality": "0"}).as_numpy("stream")[0]
+    high = client.infer("tiny-hyperprior.encode", images, parameters={"quality": 1}).as_numpy("stream")[0]
+    assert read_stream(low).header.quality == 0 and read_stream(high).header.quality == 65535
+    capped = client.infer("tiny-hyperprior.encode", images, parameters={"max_bytes": len(high) - 1})
+    assert len(capped.as_numpy("stream")[0]) < len(high)
+    with pytest.raises(InferenceServerException, match="does not take the parameter 'quality'"):
+        client.infer("tiny-codec.encode", images, parameters={"quality": "0.5"})
+    with pytest.raises(InferenceServerException, match="quality must be in"):
+        client.infer("tiny-hyperprior.encode", images, parameters={"quality": 7})
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
