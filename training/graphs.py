@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from service.codecs.image import pad_to_multiple
 from training.models.conv import ConvAutoencoder
-from training.models.hyperprior import LEARNED_CODECS
+from training.models.hyperprior import LEARNED_CODECS, LearnedCodec
 from training.models.recurrent import RecurrentAutoencoder
 
 
@@ -140,7 +140,7 @@ def _encoder_decoder_plans(
     ]
 
 
-def _codec_plans(model: nn.Module) -> list[GraphPlan]:
+def _codec_plans(model: LearnedCodec) -> list[GraphPlan]:
     m = model.config.stride_multiple
     image = torch.rand(2, model.config.channels, 4 * m, 6 * m)
     with torch.no_grad():

@@ -207,4 +207,5 @@ class HyperpriorCodec(nn.Module):
 
 
 # Families whose graphs are an encoder to a rounded latent and a decoder from it, with an entropy model.
-LEARNED_CODECS: tuple[type[nn.Module], ...] = (CompressionAutoencoder, HyperpriorCodec)
+LEARNED_CODECS = (CompressionAutoencoder, HyperpriorCodec)
+LearnedCodec = CompressionAutoencoder | HyperpriorCodec
