@@ -80,14 +80,14 @@ def _no_details(text: str, repo: Path) -> None:
 def test_a_broken_version_makes_readiness_503(strict_server, broken_repo):
     status, text = _call(f"{strict_server}/health/ready")
     assert status == HTTPStatus.SERVICE_UNAVAILABLE
-    assert json.loads(text) == {"ready": False, "status": "failed", "models": 5, "failed": FAILED}
+    assert json.loads(text) == {"ready": False, "status": "failed", "models": 6, "failed": FAILED}
     _no_details(text, broken_repo)
 
 
 def test_partial_service_allowed_is_ready_and_lists_the_failed_versions_only(partial_server, broken_repo):
     status, text = _call(f"{partial_server}/health/ready")
     assert status == HTTPStatus.OK
-    assert json.loads(text) == {"ready": True, "status": "partial", "models": 5, "failed": FAILED}
+    assert json.loads(text) == {"ready": True, "status": "partial", "models": 6, "failed": FAILED}
     _no_details(text, broken_repo)
 
 
