@@ -77,6 +77,12 @@ class ModelVersionInfo(BaseModel):
     anomaly: AnomalyInfo | None = Field(
         default=None, description="the calibrated threshold `reconstruct` flags anomalies by; null: none"
     )
+    variable_rate: bool | None = Field(
+        default=None,
+        description="a codec: whether `encode` and `reconstruct` take `quality`, `target_bpp` or `max_bytes` "
+        "(false: a fixed-rate codec, which answers 422 to them); null: not a codec",
+        examples=[True],
+    )
 
 
 class ModelInfo(BaseModel):

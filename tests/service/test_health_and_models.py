@@ -29,6 +29,15 @@ def test_list_and_describe_models(client):
     assert image["providers"] == ["CPUExecutionProvider"]
     assert image["input"]["stride_multiple"] == 4 and image["latent"]["kind"] == "spatial"
     assert models["tiny-denoise"]["versions"][0]["operations"] == ["reconstruct"]
+    # Whether a codec takes a rate (quality, target_bpp, max_bytes); null for models that are not codecs.
+    rates = {name: model["versions"][0]["variable_rate"] for name, model in models.items()}
+    assert rates == {
+        "tiny-codec": False,
+        "tiny-hyperprior": True,
+        "tiny-image": None,
+        "tiny-denoise": None,
+        "tiny-seq": None,
+    }
 
 
 def test_unknown_model_is_404(client):

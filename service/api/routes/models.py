@@ -32,6 +32,7 @@ def _version_info(model: LoadedModel) -> ModelVersionInfo:
             "final_validation": m.training.final_validation,
         },
         anomaly=_anomaly_info(m.anomaly),
+        variable_rate=None if model.tables is None else model.tables.variable_rate,
     )
 
 

@@ -78,9 +78,12 @@ export function showModels(select, models) {
   if (models.some((m) => m.name === previous)) select.value = previous;
 }
 
-// An image (Blob) through `operation`; the answer as a Blob plus the headers that describe it.
-export async function postImage(model, operation, blob) {
-  const response = await request(`v1/models/${encodeURIComponent(model)}/${operation}`, {
+// An image (Blob) through `operation`, with optional query parameters (a codec's `quality` or
+// `target_bpp`); the answer as a Blob plus the headers that describe it.
+export async function postImage(model, operation, blob, query = {}) {
+  const search = new URLSearchParams(query).toString();
+  const path = `v1/models/${encodeURIComponent(model)}/${operation}${search ? `?${search}` : ""}`;
+  const response = await request(path, {
     method: "POST",
     body: blob,
     headers: { "Content-Type": blob.type || "application/octet-stream", Accept: "image/png" },
@@ -93,6 +96,7 @@ export async function postImage(model, operation, blob) {
     blob: await response.blob(),
     bitsPerPixel: number("X-Bits-Per-Pixel"),
     psnr: number("X-PSNR"),
+    quality: number("X-Quality"), // a variable-rate codec's quality, as coded
   };
 }
 

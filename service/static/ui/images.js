@@ -1,8 +1,19 @@
 // The image view: pick or drop an image, run it through a model, compare with the original.
-// Codecs: the whole quality ladder and JPEG/WebP beside it. Denoisers: noise added here, then removed.
+// Codecs: the whole quality ladder (or a variable-rate codec's qualities, and a size target) and
+// JPEG/WebP beside it. Denoisers: noise added here, then removed.
 
 import { postImage, showModels } from "./api.js";
-import { browserCodecs, ladderKey, ladders, renderReport, runLevel } from "./codec.js";
+import {
+  RATE_QUALITIES,
+  browserCodecs,
+  ladderKey,
+  ladderLevel,
+  ladders,
+  qualityLevel,
+  renderReport,
+  runLevel,
+  targetLevel,
+} from "./codec.js";
 import { addNoise, decodeImage, encode, psnr } from "./pixels.js";
 import { Viewer } from "./viewer.js";
 
@@ -17,7 +28,9 @@ export class ImageView {
     this.file = null; // the Blob sent to the service, as picked
     this.original = null; // its pixels (RGBA, whatever its colour type)
     this.run = 0; // a newer run makes older answers stale
-    this.codecCache = new Map(); // model -> level result, for this image
+    this.codecCache = new Map(); // level key -> level result, for this image
+    this.qualityIndex = RATE_QUALITIES.indexOf(0.5); // a variable-rate codec's slider position
+    this.targetBpp = null; // a variable-rate codec's size target, once asked for
     this.others = null; // JPEG/WebP sweep, for this image
     this.showError = showError;
     this.bindInputs();
@@ -40,9 +53,19 @@ export class ImageView {
     });
     $("image-model").addEventListener("change", () => this.modelChanged());
     $("codec-level").addEventListener("input", () => {
-      const level = this.ladder[Number($("codec-level").value)];
-      $("image-model").value = level.name;
-      this.modelChanged();
+      const index = Number($("codec-level").value);
+      if (!this.model.variable_rate) {
+        $("image-model").value = this.ladder[index].name;
+        this.modelChanged();
+        return;
+      }
+      this.qualityIndex = index;
+      this.targetBpp = null;
+      this.codecChanged(this.model);
+    });
+    $("codec-target-run").addEventListener("click", () => {
+      this.targetBpp = Number($("codec-target-bpp").value); // the service says what it cannot take
+      this.codecChanged(this.model);
     });
     $("noise-sigma").addEventListener("input", () => ($("noise-sigma-value").textContent = $("noise-sigma").value));
     $("denoise-run").addEventListener("click", () => this.process());
@@ -65,13 +88,36 @@ export class ImageView {
     $("codec-controls").hidden = !codec;
     $("codec-report").hidden = !codec;
     $("denoise-controls").hidden = !(model && model.task === "denoise");
-    if (codec) {
-      this.ladder = this.ladders.get(ladderKey(model.name));
-      const slider = $("codec-level");
-      slider.max = String(this.ladder.length - 1);
-      slider.value = String(this.ladder.findIndex((level) => level.name === model.name));
-      $("codec-level-name").textContent = model.name;
+    if (!codec) {
+      this.process();
+      return;
     }
+    this.targetBpp = null;
+    this.ladder = this.ladders.get(ladderKey(model.name));
+    const slider = $("codec-level");
+    slider.max = String(this.levelsOf(model).length - 1);
+    slider.value = String(
+      model.variable_rate ? this.qualityIndex : this.ladder.findIndex((level) => level.name === model.name),
+    );
+    $("codec-target").hidden = !model.variable_rate;
+    this.codecChanged(model);
+  }
+
+  // The levels a codec's slider runs over: a ladder's models, or a variable-rate codec's qualities.
+  levelsOf(model) {
+    if (model.variable_rate) return RATE_QUALITIES.map((quality) => qualityLevel(model.name, quality));
+    return this.ladder.map((level) => ladderLevel(level.name));
+  }
+
+  // The level shown: the size target once asked for, else the slider's.
+  currentLevel(model) {
+    if (this.targetBpp !== null) return targetLevel(model.name, this.targetBpp);
+    return this.levelsOf(model)[Number($("codec-level").value)];
+  }
+
+  // The label until the answer comes, then the run.
+  codecChanged(model) {
+    $("codec-level-name").textContent = this.currentLevel(model).label;
     this.process();
   }
 
@@ -165,30 +211,43 @@ export class ImageView {
 
   async compress(model, stale) {
     this.viewer.show(this.original, null, "original", model.name);
+    const current = this.currentLevel(model);
     const levels = [];
-    for (const level of this.ladder) {
-      if (!this.codecCache.has(level.name)) {
-        this.status(`encoding and decoding with ${level.name}...`);
-        this.codecCache.set(level.name, await runLevel(level.name, this.file, this.original));
-        if (stale()) return;
-      }
-      levels.push(this.codecCache.get(level.name));
-      if (level.name === model.name) this.showLevel(levels.at(-1));
+    for (const level of this.levelsOf(model)) {
+      levels.push(await this.runCached(level));
+      if (stale()) return;
+      if (level.key === current.key) this.showLevel(levels.at(-1));
     }
     if (!this.others) {
       this.status("encoding JPEG and WebP in the browser...");
       this.others = await browserCodecs(this.original);
       if (stale()) return;
     }
-    this.showLevel(this.codecCache.get(model.name));
-    renderReport(levels, this.others, model.name);
+    const chosen = await this.runCached(current); // a size target's answer is none of the levels
+    if (stale()) return;
+    this.showLevel(chosen);
+    renderReport(levels, this.others, chosen);
   }
 
+  async runCached(level) {
+    if (!this.codecCache.has(level.key)) {
+      const name = level.label === level.model ? level.model : `${level.model} (${level.label})`;
+      this.status(`encoding and decoding with ${name}...`);
+      this.codecCache.set(level.key, await runLevel(level, this.file, this.original));
+    }
+    return this.codecCache.get(level.key);
+  }
+
+  // A level's answer; a variable-rate codec's also says the quality the service coded at (X-Quality).
   showLevel(level) {
-    this.viewer.showRight(level.image, `decoded (${level.model})`);
+    const rated = level.quality !== null;
+    const quality = rated ? level.quality.toFixed(4) : "";
+    $("codec-level-name").textContent = rated ? `${level.label} (coded at quality ${quality})` : level.label;
+    this.viewer.showRight(level.image, rated ? `decoded (${level.model}, ${level.label})` : `decoded (${level.model})`);
     this.stats(
       ["size", `${level.bytes} bytes`],
       ["bpp", level.bpp.toFixed(3)],
+      ...(rated ? [["quality", quality]] : []),
       ["PSNR", `${dB(level.psnr)} (service: ${dB(level.serverPsnr)})`],
     );
   }
