@@ -208,6 +208,10 @@ def _fit(
         weights = load_initial_weights(init_from, model, config.model.family, getattr(config.model, "channels", 3))
         apply_initial_weights(model, weights)
         report(f"starting from {weights.source}" + (f"; fresh: {', '.join(weights.fresh)}" if weights.fresh else ""))
+        # A family may start some fresh parts from what the source holds beyond weights (the hyperprior
+        # codec: its hyper-synthesis from a ladder version's entropy tables).
+        if hasattr(model, "warm_start") and (done := model.warm_start(init_from, weights.fresh)):
+            report(done)
     if ranks.is_main:
         if not resume and (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()  # a fresh run must not append to an old curve

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.codecs.rate_control import PARAMETERS as RATE
 from service.kinds.codec import CodecHandler
 from service.kinds.image import ImageHandler
 from service.kinds.sequence import SequenceHandler
@@ -87,7 +88,8 @@ def test_openapi_documents_the_path_parameters(client):
     paths = client.get("/openapi.json").json()["paths"]
     versioned = paths["/v1/models/{name}/versions/{version}/decode"]["post"]
     assert [p["name"] for p in versioned["parameters"]] == ["name", "version"]
-    assert [p["name"] for p in paths["/v1/models/{name}/encode"]["post"]["parameters"]] == ["name"]
+    assert [p["name"] for p in paths["/v1/models/{name}/encode"]["post"]["parameters"]] == ["name", *RATE]
+    assert [p["name"] for p in paths["/v1/models/{name}/decode"]["post"]["parameters"]] == ["name"]
 
 
 def test_admission_refuses_before_any_work(tiny_models: Path):

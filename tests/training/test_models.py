@@ -7,7 +7,7 @@ from training.registry import build_model, families, model_config_class
 
 
 def test_registry_names_are_kebab_case_and_build():
-    assert families() == ["codec", "contrastive-recurrent", "conv", "recurrent"]
+    assert families() == ["codec", "contrastive-recurrent", "conv", "hyperprior-codec", "recurrent"]
     assert isinstance(build_model(model_config_class("conv")()), ConvAutoencoder)
     with pytest.raises(ValueError, match="unknown model family"):
         model_config_class("transformer")

@@ -23,8 +23,10 @@ transforms.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -126,13 +128,44 @@ class HyperpriorCodec(nn.Module):
             conv_down(m * 3 // 2, 2 * m, kernel=3, stride=1),
         )
         self.hyper_density = FactorizedDensity(h)
-        levels = len(config.lambdas)
-        # Quantisation step ~ 1 / gain: start higher-rate levels finer, around a middle level of gain 1.
+        # Quantisation step ~ 1 / gain: higher-rate levels start finer, gain 1 at the middle quality (the
+        # geometric mean of the lambdas, where a warm start's transforms were trained for the ladder).
         # High-rate theory: distortion ~ step^2 and the optimal step ~ 1 / sqrt(lambda), so gain ~ sqrt(lambda).
-        start = torch.tensor([math.log(lam / config.lambdas[levels // 2]) * 0.5 for lam in config.lambdas])
+        middle = math.sqrt(config.lambdas[0] * config.lambdas[-1])
+        start = torch.tensor([math.log(lam / middle) * 0.5 for lam in config.lambdas])
         self.log_gain = nn.Parameter(start[:, None].repeat(1, m))
         self.log_inverse_gain = nn.Parameter(-start[:, None].repeat(1, m))
         self.register_buffer("log_lambdas", torch.log(torch.tensor(config.lambdas, dtype=torch.float32)))
+
+    @torch.no_grad()
+    def warm_start(self, source: Path, fresh: tuple[str, ...]) -> str | None:
+        """After `--init-from` a ladder version (factorized prior): start the hyperprior as that prior.
+
+        The hyper-synthesis' last layer gets zero weights and, as biases, each latent channel's mean and
+        standard deviation under the version's integer tables: so the model starts coding like the
+        ladder level (a Gaussian fitted to each channel's table) instead of with random scales, and
+        training moves from there to what the hyper-latent adds. Only when that layer came fresh.
+        Returns what it did, for the run's report.
+        """
+        tables = source / "entropy_tables.json"
+        last = self.h_s[-1]
+        if not tables.is_file() or f"h_s.{len(self.h_s) - 1}.weight" not in fresh:
+            return None
+        spec = json.loads(tables.read_text())
+        moments = []
+        for table in spec["tables"]:
+            pmf = torch.tensor(table["pmf"], dtype=torch.float64)
+            pmf = pmf / pmf.sum()
+            values = torch.arange(len(pmf), dtype=torch.float64) + table["offset"]
+            mean = float((pmf * values).sum())
+            moments.append((mean, math.sqrt(float((pmf * (values - mean) ** 2).sum()))))
+        m = self.config.latent_channels
+        if len(moments) != m:
+            return None
+        last.weight.zero_()
+        last.bias[:m] = torch.tensor([mean for mean, _ in moments])
+        last.bias[m:] = torch.tensor([max(std, SCALE_BOUND) for _, std in moments])
+        return f"hyper-synthesis started as {source.name}'s factorized prior ({tables.name})"
 
     def learning_rate_scales(self) -> dict[str, float]:
         """Learning-rate factors by parameter prefix (training.fit): gains and hyper parts learn faster.
