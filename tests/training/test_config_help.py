@@ -83,4 +83,5 @@ def test_print_config_shows_a_config_files_values_and_marks_changed_defaults(cap
 
 def test_print_config_without_a_family_names_the_families(capsys):
     assert main(["fit", "--print-config"]) == 2
-    assert "needs a `family` (one of: codec, contrastive-recurrent, conv, hyperprior-codec, recurrent)" in capsys.readouterr().err
+    families = "codec, contrastive-recurrent, conv, hyperprior-codec, recurrent"
+    assert f"needs a `family` (one of: {families})" in capsys.readouterr().err
