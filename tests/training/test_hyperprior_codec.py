@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -101,3 +102,21 @@ def test_gains_and_hyper_parts_train_at_their_scaled_learning_rates():
     assert by_id[id(model.log_gain)] == pytest.approx(1e-3) and by_id[id(model.h_s[0].weight)] == pytest.approx(5e-4)
     assert by_id[id(model.g_a[0].weight)] == pytest.approx(1e-4)
     assert sum(len(p) for p in groups.values()) == len(list(model.parameters()))
+
+
+def test_a_warm_start_from_a_ladder_version_starts_the_hyperprior_as_its_factorized_prior(tiny_models: Path):
+    from training.init_weights import apply_initial_weights, load_initial_weights
+
+    source = tiny_models / "tiny-codec" / "1"
+    model = HyperpriorCodec(HyperpriorCodecConfig(hidden=16, latent_channels=12, hyper_channels=8))
+    weights = load_initial_weights(source, model, "hyperprior-codec", 3)
+    apply_initial_weights(model, weights)
+    assert model.warm_start(source, weights.fresh) is not None
+    tables = json.loads((source / "entropy_tables.json").read_text())["tables"]
+    first = np.asarray(tables[0]["pmf"], np.float64) / (1 << 16)
+    mean = float((first * (np.arange(len(first)) + tables[0]["offset"])).sum())
+    with torch.no_grad():
+        means, scales = model.hyper_parameters(torch.randn(1, 8, 2, 3), 8, 12)
+    assert torch.allclose(means[0, 0], torch.full((8, 12), mean), atol=1e-5)  # whatever the hyper-latent
+    assert float(scales.min()) >= 0.11
+    assert model.warm_start(source, ()) is None  # nothing fresh: weights from a run are kept
