@@ -97,7 +97,7 @@ def test_gains_and_hyper_parts_train_at_their_scaled_learning_rates():
 
     model = HyperpriorCodec(HyperpriorCodecConfig(hidden=8, latent_channels=6, hyper_channels=4))
     groups = {group["lr"]: group["params"] for group in _parameter_groups(model, OptimConfig(lr=1e-4))}
-    assert len(groups) == 3
+    assert len(groups) == 4
     by_id = {id(p): lr for lr, params in groups.items() for p in params}
     assert by_id[id(model.log_gain)] == pytest.approx(1e-3) and by_id[id(model.h_s[0].weight)] == pytest.approx(5e-4)
     assert by_id[id(model.g_a[0].weight)] == pytest.approx(1e-4)
