@@ -79,6 +79,8 @@ def export_entropy_model(model: HyperpriorCodec, out: Path) -> EntropyModelSpec:
         "hyper_tables": {"precision": PRECISION, "tables": hyper},
         "gaussian_tables": {"precision": PRECISION, "tables": [gaussian_table(float(s)) for s in SCALES]},
         "scales": SCALES.tolist(),
+        # The tables' scales are log-spaced: scaling a scale by the gain shifts its index by log(gain) / this.
+        "scale_log_step": (math.log(256.0) - math.log(SCALE_BOUND)) / (len(SCALES) - 1),
         "log_gains": model.log_gain.double().tolist(),
         "log_inverse_gains": model.log_inverse_gain.double().tolist(),
         "lambdas": list(model.config.lambdas),

@@ -5,9 +5,11 @@ One payload (a tile's) holds, in one range-coded stream:
 1. the hyper-latent z_hat = round(h_a(y * gain)), channel by channel, with per-channel integer tables
    (a factorized prior, as the ladder codes its latent), escaped outside their supports;
 2. the latent's residuals round(y * gain - mean), grouped by scale index: the hyper-synthesis gives each
-   latent element a mean and a scale, the scale picks one of a fixed set of discretised Gaussian tables
-   (the smallest table scale not below it, as CompressAI's `GaussianConditional`), and each table codes
-   its elements in raster order, escaped outside its support.
+   latent element a mean and a scale of y (before the gain), the scale picks one of a fixed set of
+   discretised Gaussian tables (the smallest table scale not below it, as CompressAI's
+   `GaussianConditional`), shifted by the channel's gain in table steps (the tables are log-spaced, so
+   scaling by the gain is a shift; `table_shift`), and each table codes its elements in raster order,
+   escaped outside its support. The mean is h_s's times the gain.
 
 The decoder reads z_hat, runs the same hyper-synthesis (bit-exact everywhere: service.codecs.hyper_transforms),
 so it knows every element's table and mean, reads the residuals and gives the synthesis graph
@@ -73,6 +75,9 @@ class HyperpriorEntropyModel:
         if len(scales) != self.gaussian.channels or (np.diff(scales) <= 0).any():
             raise ValueError("scales must be increasing, one per Gaussian table")
         self.scale_bounds = scales[:-1]
+        self.scale_log_step = float(spec["scale_log_step"])
+        if not self.scale_log_step > 0:
+            raise ValueError("scale_log_step must be positive")
         self.log_gains = np.asarray(spec["log_gains"], dtype=np.float64)
         self.log_inverse_gains = np.asarray(spec["log_inverse_gains"], dtype=np.float64)
         if self.log_gains.ndim != 2 or self.log_gains.shape != self.log_inverse_gains.shape or len(self.log_gains) < 2:
@@ -111,10 +116,27 @@ class HyperpriorEntropyModel:
 
         return between(self.log_gains), between(self.log_inverse_gains)
 
-    def _tables_and_means(self, z_hat: np.ndarray, rows: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
-        """(table index, mean) of every latent element, from the hyper-latent: identical on both sides."""
+    def table_shift(self, quality_u16: int) -> np.ndarray:
+        """Per channel, the gain of a quality in Gaussian-table steps (int64), identical on every machine.
+
+        From the interpolated log gain with IEEE-754 +, *, / and rint only (no libm exp or log, whose last
+        bits may differ between machines): the table indices must not.
+        """
+        levels = len(self.log_gains)
+        position = quality_u16 / QUALITY_STEPS * (levels - 1)
+        low = min(int(position), levels - 2)
+        weight = position - low
+        log_gain = self.log_gains[low] * (1 - weight) + self.log_gains[low + 1] * weight
+        return np.rint(log_gain / self.scale_log_step).astype(np.int64)
+
+    def _tables_and_means(
+        self, z_hat: np.ndarray, rows: int, columns: int, quality_u16: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, mean of y') of every latent element, from the hyper-latent: identical on both sides."""
         means, scales = self.transforms.synthesise(z_hat, rows, columns)
-        return np.searchsorted(self.scale_bounds, scales, side="left"), means
+        tables = np.searchsorted(self.scale_bounds, scales, side="left") + self.table_shift(quality_u16)[:, None, None]
+        gain, _ = self.gains(quality_u16)
+        return np.clip(tables, 0, len(self.scale_bounds)), means * gain[:, None, None]
 
     def encode(self, latent: np.ndarray, quality_u16: int | None) -> bytes:
         """Code a (M, h, w) latent (g_a's output, before the gain) at a stream quality; see the module doc."""
@@ -125,7 +147,7 @@ class HyperpriorEntropyModel:
         if not np.isfinite(gained).all():
             raise ValueError("latent holds values that are not finite")
         z_hat = np.clip(np.rint(self.transforms.analyse(gained)), -CLAMP, CLAMP).astype(np.int64)
-        tables, means = self._tables_and_means(z_hat, *latent.shape[1:])
+        tables, means = self._tables_and_means(z_hat, *latent.shape[1:], quality_u16)
         residuals = np.rint(gained - means)
         if np.abs(residuals).max(initial=0) >= 2**31:
             raise ValueError("latent holds values outside the int32 range a stream codes")
@@ -151,7 +173,7 @@ class HyperpriorEntropyModel:
             z_hat = np.stack(
                 [self.hyper.decode_values(decoder, c, z_rows * z_columns) for c in range(self.hyper.channels)]
             ).reshape(self.hyper.channels, z_rows, z_columns)
-        tables, means = self._tables_and_means(z_hat, rows, columns)  # the model's work: its faults stay 500
+        tables, means = self._tables_and_means(z_hat, rows, columns, quality_u16)  # the model's: faults stay 500
         residuals = np.empty(tables.shape, dtype=np.int64)
         with _undecodable_as_400():
             for table in np.unique(tables):

@@ -145,6 +145,13 @@ def test_hyper_synthesis_equals_an_integer_oracle_at_the_edge_of_its_exact_range
     assert np.abs(exact).max() > 2**10  # the sums really were large
 
 
+def test_the_table_shift_is_the_gain_in_table_steps(entropy_model):
+    for quality in (0, 20000, QUALITY_STEPS):
+        gain, _ = entropy_model.gains(quality)
+        shift = entropy_model.table_shift(quality)
+        assert np.array_equal(shift, np.rint(np.log(gain) / entropy_model.scale_log_step).astype(np.int64))
+
+
 def test_weights_that_could_leave_the_exact_range_are_refused(folder, tmp_path):
     with np.load(folder / "hyper_transforms.npz") as arrays:
         tampered = dict(arrays)
@@ -166,7 +173,7 @@ def test_latents_round_trip_at_every_quality(entropy_model):
         decoded = entropy_model.decode(payload, 6, 9, True, quality)
         gain, inverse = entropy_model.gains(quality)
         z_hat = np.clip(np.rint(entropy_model.transforms.analyse(latent * gain[:, None, None])), -CLAMP, CLAMP)
-        means, _ = entropy_model.transforms.synthesise(z_hat, 6, 9)
+        means = entropy_model.transforms.synthesise(z_hat, 6, 9)[0] * gain[:, None, None]  # h_s's means of y, gained
         expected = (np.rint(latent * gain[:, None, None] - means) + means) * inverse[:, None, None]
         assert np.array_equal(decoded, expected.astype(np.float32))
 
@@ -179,7 +186,7 @@ def test_latents_far_outside_every_table_come_back_exactly(entropy_model):
     decoded = entropy_model.decode(payload, 4, 4, True, QUALITY_STEPS)
     gain, inverse = entropy_model.gains(QUALITY_STEPS)
     z_hat = np.clip(np.rint(entropy_model.transforms.analyse(latent * gain[:, None, None])), -CLAMP, CLAMP)
-    means, _ = entropy_model.transforms.synthesise(z_hat, 4, 4)
+    means = entropy_model.transforms.synthesise(z_hat, 4, 4)[0] * gain[:, None, None]
     expected = (np.rint(latent * gain[:, None, None] - means) + means) * inverse[:, None, None]
     assert np.array_equal(decoded, expected.astype(np.float32))
     assert np.abs(decoded).max() > 2.0**19  # not clipped to a table's support

@@ -213,12 +213,19 @@ class HyperpriorCodec(nn.Module):
         """Image from a dequantized latent (after the inverse gain); not clamped."""
         return self.g_s(y_hat)
 
-    def hyper_parameters(self, z_hat: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    def hyper_parameters(
+        self, z_hat: Tensor, height: int, width: int, gain: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(means, scales) of the Gaussian conditional of a `height` x `width` y' from the quantized hyper-latent.
 
-        z is y's size / 4 rounded up, so h_s answers at least y's size: cropped to it.
+        h_s describes y before the gain; y' = gain * y, so its means and scales are h_s's times the gain
+        (the service shifts the scale's table index by the gain in table steps instead: the same within
+        half a step, and exact on both sides). z is y's size / 4 rounded up, so h_s answers at least y's
+        size: cropped to it.
         """
         means, scales = self.h_s(z_hat)[..., :height, :width].chunk(2, dim=1)
+        if gain is not None:
+            means, scales = means * gain[None, :, None, None], scales * gain[None, :, None, None]
         return means, scales.clamp(min=SCALE_BOUND)
 
     def forward(self, x: Tensor, quality: float | None = None) -> dict[str, Tensor]:
@@ -230,7 +237,7 @@ class HyperpriorCodec(nn.Module):
         y = self.encode(pad_to_multiple(x, self.config.stride_multiple)) * gain[None, :, None, None]
         z = self.h_a(y)
         z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        means, scales = self.hyper_parameters(z_hat, *y.shape[-2:])
+        means, scales = self.hyper_parameters(z_hat, *y.shape[-2:], gain)
         # Training: additive noise relaxes rounding; evaluation: the residual from the mean is rounded, as coded.
         y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y - means) + means
         # The rate is a sum of logs of small probabilities: evaluate it in fp32 even under bf16 autocast.
