@@ -1,7 +1,8 @@
 """Tiled codec streams: images with a side above AE_CODEC_TILE_SIDE are coded tile by tile.
 
 Against real `ae-serve` processes: the tiny codec with small tiles (the layout, the round trip, OIP), and
-the committed image-codec-q1 on a 3000 x 2000 photo, whose memory must stay bounded by the tile size.
+the committed image-codec-q1 and image-codec on a 3000 x 2000 photo, whose memory must stay bounded by
+the tile size.
 """
 
 from __future__ import annotations
@@ -109,15 +110,16 @@ def test_tiled_streams_decode_anywhere_and_over_oip(small_tiles: str, tiny_model
 
 
 @pytest.mark.slow
-def test_a_3000x2000_photo_round_trips_in_tiles_with_memory_bounded_by_the_tile(tmp_path: Path) -> None:
-    (tmp_path / "image-codec-q1").symlink_to(ROOT / "models" / "image-codec-q1")
+@pytest.mark.parametrize("model", ["image-codec-q1", "image-codec"])
+def test_a_3000x2000_photo_round_trips_in_tiles_with_memory_bounded_by_the_tile(tmp_path: Path, model: str) -> None:
+    (tmp_path / model).symlink_to(ROOT / "models" / model)
     # Padded to the stride of 16; a generous deadline: the round trip takes ~20 s on two busy cores.
     env = {"AE_MAX_IMAGE_PIXELS": str(3008 * 2000), "AE_REQUEST_TIMEOUT_S": "300"}
     with running_server(tmp_path, **env) as (process, base):
-        _post(f"{base}/v1/models/image-codec-q1/reconstruct", _photo(256, 256), "image/png")  # warm
+        _post(f"{base}/v1/models/{model}/reconstruct", _photo(256, 256), "image/png")  # warm
         time.sleep(0.5)
         warm = process_status_bytes(process.pid, "VmRSS")
-        image, headers = _post(f"{base}/v1/models/image-codec-q1/reconstruct", _photo(2000, 3000), "image/png")
+        image, headers = _post(f"{base}/v1/models/{model}/reconstruct", _photo(2000, 3000), "image/png")
         peak = process_status_bytes(process.pid, "VmHWM")
         time.sleep(5)  # the answer is out; the request's buffers are freed
         after = process_status_bytes(process.pid, "VmRSS")
