@@ -147,7 +147,8 @@ class HyperpriorEntropyModel:
         if not np.isfinite(gained).all():
             raise ValueError("latent holds values that are not finite")
         z_hat = np.clip(np.rint(self.transforms.analyse(gained)), -CLAMP, CLAMP).astype(np.int64)
-        tables, means = self._tables_and_means(z_hat, *latent.shape[1:], quality_u16)
+        rows, columns = latent.shape[1:]
+        tables, means = self._tables_and_means(z_hat, rows, columns, quality_u16)
         residuals = np.rint(gained - means)
         if np.abs(residuals).max(initial=0) >= 2**31:
             raise ValueError("latent holds values outside the int32 range a stream codes")

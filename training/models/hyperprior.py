@@ -150,7 +150,7 @@ class HyperpriorCodec(nn.Module):
         bits in it after 200 steps). Only when that layer came fresh. Returns what it did, for the report.
         """
         tables = source / "entropy_tables.json"
-        last = self.h_s[-1]
+        last: nn.Conv2d = self.h_s[-1]  # type: ignore[assignment]  # a Sequential's item is a Module
         if not tables.is_file() or f"h_s.{len(self.h_s) - 1}.weight" not in fresh:
             return None
         spec = json.loads(tables.read_text())
@@ -164,6 +164,7 @@ class HyperpriorCodec(nn.Module):
         m = self.config.latent_channels
         if len(moments) != m:
             return None
+        assert last.bias is not None
         last.weight.zero_()
         last.bias[:m] = torch.tensor([mean for mean, _ in moments])
         last.bias[m:] = torch.tensor([max(std, SCALE_BOUND) for _, std in moments])
@@ -237,7 +238,8 @@ class HyperpriorCodec(nn.Module):
         y = self.encode(pad_to_multiple(x, self.config.stride_multiple)) * gain[None, :, None, None]
         z = self.h_a(y)
         z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        means, scales = self.hyper_parameters(z_hat, *y.shape[-2:], gain)
+        height_y, width_y = y.shape[-2:]
+        means, scales = self.hyper_parameters(z_hat, height_y, width_y, gain)
         # Training: additive noise relaxes rounding; evaluation: the residual from the mean is rounded, as coded.
         y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y - means) + means
         # The rate is a sum of logs of small probabilities: evaluate it in fp32 even under bf16 autocast.
