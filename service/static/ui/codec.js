@@ -15,10 +15,12 @@ const FORMATS = [
   { name: "WebP", type: "image/webp" },
 ];
 
-// Models of task `compress` grouped by name without the `-qN` suffix, each group sorted by N.
+// Models of task `compress` grouped by name without the `-qN` suffix, each group sorted by N. A
+// variable-rate codec is no rung, even when its name is a ladder's base (image-codec beside
+// image-codec-q1..q5): its slider runs over qualities instead.
 export function ladders(models) {
   const groups = new Map();
-  for (const model of models.filter((m) => m.task === "compress")) {
+  for (const model of models.filter((m) => m.task === "compress" && !m.variable_rate)) {
     const match = /^(.*)-q(\d+)$/.exec(model.name);
     const key = match ? match[1] : model.name;
     const level = match ? Number(match[2]) : 0;
