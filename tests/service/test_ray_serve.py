@@ -110,7 +110,7 @@ def test_two_replicas_run_and_are_ready(replicas):
     # /health/ready answers 200 only once the lifespan loaded the models: Ray ran it in the replica.
     status, body = http_get(f"{replicas}/health/ready")
     assert status == HTTPStatus.OK, body
-    assert json.loads(body)["models"] == 5
+    assert json.loads(body)["models"] == 6
     deployment = serve.status().applications[APP].deployments["ServiceReplica"]
     assert deployment.replica_states == {"RUNNING": 2}
 
