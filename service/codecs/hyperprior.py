@@ -104,17 +104,24 @@ class HyperpriorEntropyModel:
         """Bits of the latent tables' integer counts."""
         return self.gaussian.precision
 
-    def gains(self, quality_u16: int) -> tuple[np.ndarray, np.ndarray]:
-        """(gain, inverse gain) per channel of a stream's quality (float64, as training interpolates them)."""
-        levels = len(self.log_gains)
+    @staticmethod
+    def _between_levels(table: np.ndarray, quality_u16: int) -> np.ndarray:
+        """A (levels, channels) table at a stream's quality: linear between the two nearest levels.
+
+        IEEE-754 +, * and / only, so the same on every machine (table_shift relies on it).
+        """
+        levels = len(table)
         position = quality_u16 / QUALITY_STEPS * (levels - 1)
         low = min(int(position), levels - 2)
         weight = position - low
+        return table[low] * (1 - weight) + table[low + 1] * weight
 
-        def between(table: np.ndarray) -> np.ndarray:
-            return np.exp(table[low] * (1 - weight) + table[low + 1] * weight)
-
-        return between(self.log_gains), between(self.log_inverse_gains)
+    def gains(self, quality_u16: int) -> tuple[np.ndarray, np.ndarray]:
+        """(gain, inverse gain) per channel of a stream's quality (float64, as training interpolates them)."""
+        return (
+            np.exp(self._between_levels(self.log_gains, quality_u16)),
+            np.exp(self._between_levels(self.log_inverse_gains, quality_u16)),
+        )
 
     def table_shift(self, quality_u16: int) -> np.ndarray:
         """Per channel, the gain of a quality in Gaussian-table steps (int64), identical on every machine.
@@ -122,11 +129,7 @@ class HyperpriorEntropyModel:
         From the interpolated log gain with IEEE-754 +, *, / and rint only (no libm exp or log, whose last
         bits may differ between machines): the table indices must not.
         """
-        levels = len(self.log_gains)
-        position = quality_u16 / QUALITY_STEPS * (levels - 1)
-        low = min(int(position), levels - 2)
-        weight = position - low
-        log_gain = self.log_gains[low] * (1 - weight) + self.log_gains[low + 1] * weight
+        log_gain = self._between_levels(self.log_gains, quality_u16)
         return np.rint(log_gain / self.scale_log_step).astype(np.int64)
 
     def _tables_and_means(
